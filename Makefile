@@ -1,0 +1,35 @@
+# Every target creates the virtualenv it needs, so a fresh clone needs only python3 (>= 3.11) and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_FLAGS ?=
+
+.PHONY: venv demo test test-slow ui clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make demo: sandbox with a seeded practice -> connect -> read every entity -> report
+demo: $(STAMP)
+	$(BIN)/xpm-pipeline demo
+
+## make test: the whole suite except the marked slow suites (Postgres tests run when XPM_TEST_POSTGRES_URL is set)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_FLAGS)
+
+## make test-slow: the slow suites (large sandbox, kill tests, stress); .ci/run adds these
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS) || [ $$? -eq 5 ]
+
+## make ui: the XPM sandbox plus a local Dagster UI on this code location
+ui: $(STAMP)
+	$(BIN)/xpm-pipeline ui
+
+clean:
+	rm -rf $(VENV) .xpm .pytest_cache

@@ -1,0 +1,125 @@
+"""Every environment setting, read in one place.
+
+Other modules take a ``Settings`` (or its fields) as arguments; nothing else reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from xpm_pipeline.secrets import Secret
+
+REAL_API_BASE = "https://api.xero.com/practicemanager/3.1/"
+REAL_AUTHORIZE_URL = "https://login.xero.com/identity/connect/authorize"
+REAL_TOKEN_URL = "https://identity.xero.com/connect/token"
+REAL_REVOKE_URL = "https://identity.xero.com/connect/revocation"
+REAL_CONNECTIONS_URL = "https://api.xero.com/connections"
+API_PATH = "/practicemanager/3.1/"
+DEFAULT_SCOPES = ("practicemanager", "offline_access")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable and what to do."""
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"not an http(s) URL: {url!r}")
+    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+
+
+def api_base_from(url: str) -> str:
+    """An origin alone (as the sandbox prints it) means XPM's usual path under it."""
+    parts = urlsplit(url)
+    _origin(url)
+    path = parts.path if parts.path not in ("", "/") else API_PATH
+    if not path.endswith("/"):
+        path += "/"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+@dataclass(frozen=True)
+class IdentityEndpoints:
+    authorize_url: str
+    token_url: str
+    revoke_url: str
+    connections_url: str
+
+    @classmethod
+    def real(cls) -> "IdentityEndpoints":
+        return cls(REAL_AUTHORIZE_URL, REAL_TOKEN_URL, REAL_REVOKE_URL, REAL_CONNECTIONS_URL)
+
+    @classmethod
+    def same_origin(cls, url: str) -> "IdentityEndpoints":
+        """Xero's own paths on one host: how the sandbox serves identity."""
+        origin = _origin(url)
+        return cls(
+            f"{origin}/identity/connect/authorize",
+            f"{origin}/connect/token",
+            f"{origin}/connect/revocation",
+            f"{origin}/connections",
+        )
+
+
+def _int_env(env: dict, name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path(".xpm")
+    warehouse_url: str = ""
+    api_base_url: str = REAL_API_BASE
+    identity: IdentityEndpoints = field(default_factory=IdentityEndpoints.real)
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    token_key: Secret | None = None
+    daily_limit: int = 10_000
+    daily_reserve: int = 200
+    minute_limit: int = 60
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        home = Path(env.get("XPM_HOME", ".xpm"))
+        warehouse_url = env.get("XPM_WAREHOUSE_URL") or f"sqlite:///{(home / 'warehouse.db').as_posix()}"
+        api_raw = env.get("XPM_API_BASE_URL")
+        api_base = api_base_from(api_raw) if api_raw else REAL_API_BASE
+        identity_raw = env.get("XPM_IDENTITY_URL")
+        if identity_raw:
+            identity = IdentityEndpoints.same_origin(identity_raw)
+        elif api_raw:
+            identity = IdentityEndpoints.same_origin(api_raw)
+        else:
+            identity = IdentityEndpoints.real()
+        secret = env.get("XPM_CLIENT_SECRET")
+        token_key = env.get("XPM_TOKEN_KEY")
+        daily = _int_env(env, "XPM_DAILY_LIMIT", 10_000, minimum=1)
+        reserve = _int_env(env, "XPM_DAILY_RESERVE", 200)
+        if reserve >= daily:
+            raise ConfigError(f"XPM_DAILY_RESERVE ({reserve}) must be below XPM_DAILY_LIMIT ({daily})")
+        return cls(
+            home=home,
+            warehouse_url=warehouse_url,
+            api_base_url=api_base,
+            identity=identity,
+            client_id=env.get("XPM_CLIENT_ID") or None,
+            client_secret=Secret(secret) if secret else None,
+            token_key=Secret(token_key) if token_key else None,
+            daily_limit=daily,
+            daily_reserve=reserve,
+            minute_limit=_int_env(env, "XPM_MINUTE_LIMIT", 60, minimum=1),
+        )

@@ -1,0 +1,143 @@
+"""Registry-driven parsing: typed values, nested children, envelope errors, hostile documents."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from xpm_pipeline.entities import ENTITIES
+from xpm_pipeline.xpm.errors import XPMParseError
+from xpm_pipeline.xpm.parse import ResponseStatusError, parse_response
+
+TIME = (
+    b"<Time><UUID>F30C8127-b101-455c-882e-92d856bc5576</UUID><Job><ID>J001042</ID><Name>FY26 Accounts</Name></Job>"
+    b"<Task><UUID>301e019f-c41e-45cf-aa2f-10569900b82c</UUID><Name>Year-end review</Name></Task>"
+    b"<Staff><UUID>d47b74e4-cc6c-41c5-b880-e60ac2f9e79c</UUID><Name>Ana Reyes</Name></Staff>"
+    b"<Date>2026-08-14T00:00:00</Date><Minutes>-90</Minutes><Note>Asset &amp; register</Note><Billable>true</Billable>"
+    b"<Start>09:00</Start><End>10:30</End><InvoiceTaskUUID /></Time>"
+)
+
+
+def _times(*entries: bytes) -> bytes:
+    return b"<Response><Status>OK</Status><Times>" + b"".join(entries) + b"</Times></Response>"
+
+
+def test_time_entry_is_typed():
+    rows = parse_response(_times(TIME), "timesheet")["timesheet"]
+    (row,) = rows.records()
+    assert row["uuid"] == "f30c8127-b101-455c-882e-92d856bc5576"
+    assert row["job_number"] == "J001042"
+    assert row["task_uuid"] == "301e019f-c41e-45cf-aa2f-10569900b82c"
+    assert row["staff_uuid"] == "d47b74e4-cc6c-41c5-b880-e60ac2f9e79c"
+    assert row["entry_date"] == date(2026, 8, 14)
+    assert row["minutes"] == -90
+    assert row["note"] == "Asset & register"
+    assert row["billable"] is True
+    assert (row["start_time"], row["end_time"]) == ("09:00", "10:30")
+    assert row["invoice_task_uuid"] is None
+
+
+def test_client_yes_no_and_nested_contacts():
+    doc = (
+        b"<Response><Status>OK</Status><Clients><Client><UUID>362de1a5-b4a9-40e9-a7b5-6df4db2726cb</UUID>"
+        b"<Name>Harbour Joinery Ltd</Name><Website /><IsArchived>No</IsArchived><IsDeleted>Yes</IsDeleted>"
+        b"<Contacts><Contact><UUID>684de074-9c13-4d8d-9ad8-706b715e8cf2</UUID><Name>Tom Hale</Name>"
+        b"<IsDeleted>No</IsDeleted><IsPrimary>Yes</IsPrimary><Position /></Contact></Contacts>"
+        b"<Groups><Group><UUID>4067eb2b-19c5-4502-92bb-6c6b55093025</UUID><Name>Hale</Name></Group></Groups>"
+        b"</Client></Clients></Response>"
+    )
+    parsed = parse_response(doc, "client")
+    client = parsed["client"].records()[0]
+    assert client["is_archived"] is False and client["is_deleted"] is True and client["website"] is None
+    contact = parsed["client_contact"].records()[0]
+    assert contact["client_uuid"] == client["uuid"]
+    assert contact["is_primary"] is True and contact["position"] is None
+
+
+def test_group_members_inherit_group_key():
+    doc = (
+        b"<Response><Status>OK</Status><Group><UUID>4067eb2b-19c5-4502-92bb-6c6b55093025</UUID><Name>Hale Family</Name>"
+        b"<Taxable>No</Taxable><Clients><Client><UUID>362de1a5-b4a9-40e9-a7b5-6df4db2726cb</UUID><Name>A</Name>"
+        b"</Client><Client><UUID>462de1a5-b4a9-40e9-a7b5-6df4db2726cb</UUID><Name>B</Name></Client></Clients>"
+        b"</Group></Response>"
+    )
+    parsed = parse_response(doc, "client_group")
+    assert parsed["client_group"].records()[0]["taxable"] is False
+    members = parsed["client_group_member"].records()
+    assert {m["group_uuid"] for m in members} == {"4067eb2b-19c5-4502-92bb-6c6b55093025"}
+    assert len(members) == 2
+
+
+def test_money_and_missing_optional_blocks():
+    doc = (
+        b"<Response><Status>OK</Status><Jobs><Job><ID>CUSTOM-7</ID><UUID>ba5f61da-bded-4e50-8e30-c0e565e91a5e</UUID>"
+        b"<Name>X</Name><Budget>1800.50</Budget><StartDate>2026-07-01T00:00:00</StartDate></Job></Jobs></Response>"
+    )
+    job = parse_response(doc, "job")["job"].records()[0]
+    assert job["job_number"] == "CUSTOM-7"
+    assert job["budget"] == Decimal("1800.50")
+    assert job["completed_date"] is None and job["manager_uuid"] is None
+
+
+def test_status_error_carries_xpm_message():
+    doc = b"<Response><Status>ERROR</Status><ErrorDescription>Unable to find job J009999</ErrorDescription></Response>"
+    with pytest.raises(ResponseStatusError, match="Unable to find job J009999"):
+        parse_response(doc, "job")
+
+
+def test_streams_in_small_chunks():
+    doc = _times(*[TIME.replace(b"F30C8127", b"%08x" % i) for i in range(50)])
+    chunks = [doc[i : i + 7] for i in range(0, len(doc), 7)]
+    assert len(parse_response(chunks, "timesheet")["timesheet"]) == 50
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        (b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "aaaa">]><Response/>', "DOCTYPE"),
+        (
+            b'<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+            b"<Response><Status>&lol2;</Status></Response>",
+            "DOCTYPE",
+        ),
+        (b'<!DOCTYPE r SYSTEM "http://127.0.0.1:1/evil.dtd"><Response/>', "DOCTYPE"),
+        (b"\xef\xbb\xbf<!doctype r><Response/>", "DOCTYPE"),
+        (b"<Response><Status>OK</Status><Times><Time><UUID>x", "malformed"),
+        (b"<Response><Status>OK</Status><Times></Time></Response>", "malformed"),
+        (b"not xml at all", "malformed"),
+        (b"<Other><Status>OK</Status></Other>", "Response"),
+        (b"<Response><Times/></Response>", "no <Status>"),
+        (b"<Response><Status>OK</Status><Times>\xff\xfe</Times></Response>", "malformed"),
+        (b"<!--" + b" " * 70_000 + b"--><!DOCTYPE r><Response/>", "prolog"),
+    ],
+)
+def test_hostile_or_broken_documents_are_refused(doc, message):
+    chunks = [doc[i : i + 4096] for i in range(0, len(doc), 4096)]
+    with pytest.raises(XPMParseError, match=message):
+        parse_response(chunks, "timesheet")
+
+
+def test_size_cap():
+    doc = _times(*[TIME] * 200)
+    with pytest.raises(XPMParseError, match="cap"):
+        parse_response([doc[i : i + 1000] for i in range(0, len(doc), 1000)], "timesheet", max_bytes=10_000)
+
+
+def test_bad_values_name_the_field():
+    bad = TIME.replace(b"<Minutes>-90</Minutes>", b"<Minutes>ninety</Minutes>")
+    with pytest.raises(XPMParseError, match="Time/Minutes"):
+        parse_response(_times(bad), "timesheet")
+    bad = TIME.replace(b"<Billable>true</Billable>", b"<Billable>maybe</Billable>")
+    with pytest.raises(XPMParseError, match="Billable"):
+        parse_response(_times(bad), "timesheet")
+
+
+def test_required_field_missing_is_an_error():
+    bad = TIME.replace(b"<Date>2026-08-14T00:00:00</Date>", b"")
+    with pytest.raises(XPMParseError, match="without Date"):
+        parse_response(_times(bad), "timesheet")
+
+
+def test_every_entity_plan_compiles():
+    for entity in ENTITIES.values():
+        assert parse_response(b"<Response><Status>OK</Status></Response>", entity).rows[entity.name] is not None
