@@ -141,3 +141,35 @@ def test_required_field_missing_is_an_error():
 def test_every_entity_plan_compiles():
     for entity in ENTITIES.values():
         assert parse_response(b"<Response><Status>OK</Status></Response>", entity).rows[entity.name] is not None
+
+
+def _many(count: int) -> bytes:
+    return _times(*[TIME.replace(b"F30C8127", b"%08x" % i).replace(b"-90", str(i).encode()) for i in range(count)])
+
+
+def test_batched_path_matches_general_path_on_multi_megabyte_lists():
+    doc = _many(8000)  # ~3.7 MB: several batches
+    assert len(doc) > 3 * (1 << 20)
+    chunks = [doc[i : i + 65536] for i in range(0, len(doc), 65536)]
+    fast = parse_response(chunks, "timesheet")["timesheet"]
+    # A comment anywhere sends the rest of the document down the general (iterparse) path.
+    split = doc.index(b"<Time>", len(doc) // 2)
+    mixed = doc[:split] + b"<!-- </Time> inside a comment -->" + doc[split:]
+    general = parse_response([mixed[i : i + 65536] for i in range(0, len(mixed), 65536)], "timesheet")["timesheet"]
+    assert len(fast) == len(general) == 8000
+    assert fast.records() == general.records()
+    assert fast.column("minutes")[:3] == [0, 1, 2]
+
+
+def test_cdata_and_non_utf8_declarations_are_parsed_correctly():
+    cdata = _times(TIME.replace(b"<Note>Asset &amp; register</Note>", b"<Note><![CDATA[a </Time> b]]></Note>"))
+    assert parse_response(cdata, "timesheet")["timesheet"].column("note") == ["a </Time> b"]
+    latin = b'<?xml version="1.0" encoding="ISO-8859-1"?>' + _times(TIME.replace(b"Asset", b"Caf\xe9"))
+    assert parse_response(latin, "timesheet")["timesheet"].column("note") == ["Caf\u00e9 & register"]
+
+
+def test_truncation_anywhere_in_a_big_list_is_refused():
+    doc = _many(3000)
+    for cut in (len(doc) - 5, len(doc) // 2, len(doc) - len(b"</Times></Response>")):
+        with pytest.raises(XPMParseError, match="malformed"):
+            parse_response([doc[:cut]], "timesheet")
