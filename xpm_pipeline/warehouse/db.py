@@ -52,7 +52,7 @@ def _sqlite_engine(parsed, **kwargs) -> Engine:
     if not in_memory:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     connect_args = dict(kwargs.pop("connect_args", {}))
-    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)
+    connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)  # sqlite3's busy timeout
     engine = create_engine(parsed, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -64,7 +64,6 @@ def _sqlite_engine(parsed, **kwargs) -> Engine:
             if not in_memory:
                 cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
         finally:
             cursor.close()
 

@@ -155,6 +155,7 @@ def _result_of(response: httpx.Response) -> CallResult:
 
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _UNCLEAR = (httpx.ReadTimeout, httpx.WriteTimeout, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+_TRANSIENT = {502, 503, 504}  # gateways and pre-OAuth2 throttling: retryable whatever the body says
 _NOT_FOUND_HINTS = ("unable to find", "not found", "does not exist", "invalid uuid", "no job", "no client")
 
 
@@ -351,7 +352,7 @@ class XPMClient:
                 raise _Retry(f"answer cut off ({type(exc).__name__})") from None
         body = response.read()[:1_000_000]
         xpm_status, description = parse_status(body)
-        if xpm_status == "ERROR":
+        if xpm_status == "ERROR" and status not in _TRANSIENT:
             # XPM's application errors (validation, unknown ids) come as 4xx/500 with a reason: final.
             raise self._response_error(description or f"HTTP {status}", status, path)
         if status >= 500:

@@ -96,7 +96,9 @@ class _LoopbackServer:
     def __init__(self, host: str, port: int) -> None:
         self.result = _Callback()
         self._server = HTTPServer((host, port), _handler_for(self.result))
-        self._thread = threading.Thread(target=self._server.serve_forever, name="xpm-connect-callback", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="xpm-connect-callback", daemon=True
+        )
 
     @property
     def redirect_uri(self) -> str:

@@ -224,18 +224,24 @@ class TokenStore:
     def disconnect(self, tenant_id: str) -> bool:
         """Remove the tenant's connection at Xero and mark it disconnected here.
 
-        Returns whether Xero confirmed the removal (False when the consent was already dead; remove
-        the app in Xero's settings then). The grant is revoked once no active tenant uses it.
+        Returns False when the tenant was not connected. When the consent is already dead at Xero the
+        tenant is disconnected locally only (a warning says to remove the app in Xero's settings).
+        The grant is revoked once no active tenant uses it.
         """
-        row = self._tenant_grant(tenant_id, require_active=False)
+        try:
+            row = self._tenant_grant(tenant_id, require_active=False)
+        except TenantNotConnected:
+            return False
         if row.status != TENANT_ACTIVE:
             return False
-        remote_removed = False
         try:
             self.oauth.delete_connection(self.access_token(tenant_id), row.connection_id)
-            remote_removed = True
-        except ReauthRequired:
-            log.warning("tenant %s: consent already refused by Xero; disconnecting locally only", tenant_id)
+        except (ReauthRequired, TenantNotConnected):
+            log.warning(
+                "tenant %s: Xero no longer accepts this consent; disconnected locally only "
+                "(remove the app under Xero's connected apps if it is still listed)",
+                tenant_id,
+            )
         now = self.clock.now()
         with write_transaction(self.engine) as conn:
             conn.execute(
@@ -249,7 +255,7 @@ class TokenStore:
             if not self._has_active_tenant(conn, grant.grant_id):
                 self._revoke_remote(grant)
                 self._retire(conn, grant.grant_id, "revoked: no connected tenant left", now)
-        return remote_removed
+        return True
 
     def tenants(self, active_only: bool = True) -> list[TenantRecord]:
         query = select(tenants).order_by(tenants.c.tenant_name, tenants.c.tenant_id)

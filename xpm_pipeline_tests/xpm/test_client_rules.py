@@ -245,3 +245,11 @@ def test_bad_write_is_refused_before_any_call():
     with pytest.raises(ValueError, match="unknown field"):
         client.update_job(ID="J1", Colour="red")
     assert script.requests == []
+
+
+def test_503_with_an_error_body_is_still_transient():
+    body = b"<Response><Status>ERROR</Status><ErrorDescription>Service unavailable</ErrorDescription></Response>"
+    script = Script(xml(503, body), xml(200, OK_STAFF))
+    client, _, _ = make(script)
+    client.staff()
+    assert len(script.requests) == 2

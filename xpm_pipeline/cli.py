@@ -1,0 +1,183 @@
+"""The ``xpm-pipeline`` command.
+
+Every command exits non-zero with a one-line cause on bad input (``error: ...`` on stderr); the
+traceback is shown only with ``XPM_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xpm_pipeline.config import ConfigError, Settings
+from xpm_pipeline.secrets import RedactingFilter, TokenCipher, TokenKeyError
+from xpm_pipeline.xpm.errors import XPMError
+
+app = typer.Typer(
+    name="xpm-pipeline",
+    help="Keep a SQL warehouse in step with Xero Practice Manager (XPM), and write changes back within XPM's quota.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _mount_sandbox() -> None:
+    from xpm_pipeline.sandbox.cli import app as sandbox_app
+
+    app.add_typer(sandbox_app, name="sandbox", help="Run the local XPM sandbox (XPM's wire format, limits and quirks).")
+
+
+_mount_sandbox()
+
+
+@app.command()
+def keygen() -> None:
+    """Print a new key for XPM_TOKEN_KEY (encrypts stored OAuth tokens).
+
+    To rotate, set XPM_TOKEN_KEY="NEW,OLD": new tokens are written with NEW, old ones still read.
+    """
+    console.print(TokenCipher.generate_key(), soft_wrap=True, highlight=False)
+
+
+@app.command()
+def connect(
+    tenant: Annotated[Optional[list[str]], typer.Option("--tenant", help="Keep only this XPM tenant id (repeatable).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Complete consent without a person where the identity server allows it (the sandbox does).")] = False,
+    port: Annotated[int, typer.Option(help="Local port for the OAuth callback (0 = any free port).")] = 0,
+    open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the consent page in a browser.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for consent.")] = 300,
+) -> None:
+    """Connect XPM organisations: OAuth2 consent with Xero identity, tenant choice, tokens stored encrypted.
+
+    The consenting XPM user needs the privilege "Authorise 3rd Party Full Access"
+    ("Connect third-party add-ons" in the newer XPM UI).
+    """
+    from xpm_pipeline.runtime import open_runtime
+    from xpm_pipeline.xpm.connect import connect as run_connect
+
+    runtime = open_runtime()
+    try:
+        _, connections = run_connect(
+            runtime.tokens,
+            port=port,
+            auto_consent=yes,
+            choose_tenants=list(tenant) if tenant else None,
+            open_browser=open_browser,
+            timeout_seconds=timeout,
+            announce=lambda line: err_console.print(line, highlight=False, soft_wrap=True),
+        )
+    finally:
+        runtime.close()
+    table = Table(title="Connected XPM organisations")
+    table.add_column("tenant id")
+    table.add_column("name")
+    for item in connections:
+        table.add_row(item.tenant_id, item.tenant_name)
+    console.print(table)
+
+
+@app.command()
+def disconnect(
+    tenant: Annotated[str, typer.Option("--tenant", help="XPM tenant id to disconnect.")],
+) -> None:
+    """Disconnect one XPM organisation (removes the connection at Xero; warehouse data stays)."""
+    from xpm_pipeline.runtime import open_runtime
+
+    runtime = open_runtime()
+    try:
+        if not runtime.tokens.disconnect(tenant):
+            raise typer.BadParameter(f"tenant {tenant} is not connected", param_hint="--tenant")
+    finally:
+        runtime.close()
+    console.print(f"disconnected {tenant}")
+
+
+@app.command()
+def tenants(
+    all_: Annotated[bool, typer.Option("--all", help="Include disconnected tenants.")] = False,
+) -> None:
+    """List connected XPM organisations with their hourly slot and token state."""
+    from xpm_pipeline.runtime import open_runtime
+
+    runtime = open_runtime()
+    try:
+        records = runtime.tokens.tenants(active_only=not all_)
+        table = Table(title="XPM tenants")
+        for column in ("tenant id", "name", "slot", "status", "access token expires", "re-consent needed by"):
+            table.add_column(column)
+        for record in records:
+            status = runtime.tokens.grant_status(record.tenant_id)
+            table.add_row(
+                record.tenant_id,
+                record.tenant_name or "",
+                f":{record.slot * 15:02d}",
+                record.status if record.status != "active" else status.status,
+                str(status.access_expires_at or ""),
+                str(status.refresh_expires_at or ""),
+            )
+        console.print(table)
+    finally:
+        runtime.close()
+
+
+@app.command()
+def demo(
+    size: Annotated[str, typer.Option(help="Sandbox organisation size: small, medium or large.")] = "medium",
+    seed: Annotated[int, typer.Option(help="Seed of the generated organisation.")] = 1,
+    home: Annotated[Path, typer.Option(help="Folder for the demo's warehouse and key.")] = Path(".xpm/demo"),
+) -> None:
+    """Start the sandbox with a seeded practice, connect to it, read every entity and report."""
+    from xpm_pipeline.demo import run_demo
+
+    if size not in ("small", "medium", "large"):
+        raise typer.BadParameter("choose small, medium or large", param_hint="--size")
+    run_demo(size=size, seed=seed, home=home, console=console)
+
+
+_EXPECTED = (ConfigError, TokenKeyError, XPMError, ValueError, OSError)
+
+
+def main() -> None:
+    """Console-script entry point: one-line errors instead of tracebacks."""
+    import click
+
+    logging.basicConfig(level=os.environ.get("XPM_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
+    try:
+        code = app(standalone_mode=False)
+    except click.ClickException as exc:  # usage errors: click's own one-line message
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns failures into exit codes
+        if os.environ.get("XPM_DEBUG"):
+            raise
+        expected = isinstance(exc, _EXPECTED) or exc.__class__.__module__.startswith("xpm_pipeline")
+        _fail(exc, unexpected=not expected)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(exc: BaseException, unexpected: bool = False) -> None:
+    from xpm_pipeline.secrets import redact
+
+    message = redact(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+    prefix = f"unexpected {exc.__class__.__name__}: " if unexpected else ""
+    err_console.print(f"error: {prefix}{message}", highlight=False, soft_wrap=True)
+    sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

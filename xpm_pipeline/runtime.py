@@ -1,0 +1,52 @@
+"""Wiring shared by the CLI, the demo and (later) the Dagster resources: settings -> engine ->
+token store -> one XPM client per tenant. Nothing here talks to XPM by itself."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from xpm_pipeline.clock import SYSTEM_CLOCK, Clock
+from xpm_pipeline.config import Settings
+from xpm_pipeline.warehouse.db import make_engine
+from xpm_pipeline.warehouse.migrate import migrate
+from xpm_pipeline.xpm.client import CallObserver, XPMClient
+from xpm_pipeline.xpm.tokens import TenantNotConnected, TokenStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    tokens: TokenStore
+    clock: Clock = field(default=SYSTEM_CLOCK)
+
+    def client(self, tenant_id: str, observers: Sequence[CallObserver] = ()) -> XPMClient:
+        known = {t.tenant_id for t in self.tokens.tenants(active_only=True)}
+        if tenant_id not in known:
+            raise TenantNotConnected(
+                f"tenant {tenant_id} is not connected; connected: {', '.join(sorted(known)) or 'none'} "
+                "(run `xpm-pipeline connect`)"
+            )
+        return XPMClient(
+            base_url=self.settings.api_base_url,
+            tenant_id=tenant_id,
+            tokens=self.tokens,
+            clock=self.clock,
+            observers=observers,
+        )
+
+    def close(self) -> None:
+        self.tokens.oauth.close()
+        self.engine.dispose()
+
+
+def open_runtime(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK) -> Runtime:
+    """Connect to the warehouse, bring its schema up to date and build the token store."""
+    settings = settings or Settings.from_env()
+    engine = make_engine(settings.warehouse_url)
+    migrate(engine, clock=clock)
+    tokens = TokenStore.from_settings(settings, engine, clock=clock)
+    return Runtime(settings=settings, engine=engine, tokens=tokens, clock=clock)

@@ -1,0 +1,1 @@
+"""The nightly comparison of XPM rows with the warehouse."""
