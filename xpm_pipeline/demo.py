@@ -34,6 +34,7 @@ class TenantReport:
     tenant_id: str
     tenant_name: str
     reads: dict[str, EntityRead] = field(default_factory=dict)
+    rate_limited: int = 0  # 429s answered by waiting Retry-After
 
     @property
     def calls(self) -> int:
@@ -130,6 +131,7 @@ def run_demo(*, size: str = "medium", seed: int = 1, home: Path = Path(".xpm/dem
                 with console.status(f"reading every entity of {connection.tenant_name}"):
                     with runtime.client(connection.tenant_id) as client:
                         read_everything(client, today, report)
+                        report.rate_limited = client.counter.rate_limited
                 reports.append(report)
                 _print_report(console, report)
         finally:
@@ -151,3 +153,8 @@ def _print_report(console: Console, report: TenantReport) -> None:
         table.add_row(name, ENTITIES[name].table, f"{read.rows:,}", str(read.calls), f"{read.seconds:.2f}")
     table.add_row("total", "", f"{sum(r.rows for r in report.reads.values()):,}", str(report.calls), "")
     console.print(table)
+    if report.rate_limited:
+        console.print(
+            f"XPM's 60-calls-a-minute limit answered 429 {report.rate_limited} time(s); the client waited "
+            "Retry-After each time (those 429 answers are included in the calls above)."
+        )

@@ -68,7 +68,7 @@ class Connection:
     auth_event_id: str | None = None
 
 
-def _scrub(text: str, secrets: Iterable[str | None]) -> str:
+def scrub(text: str, secrets: Iterable[str | None]) -> str:
     """One line, credential-free, short: safe for messages, logs and ``last_error``."""
     for value in secrets:
         if value:
@@ -245,8 +245,8 @@ class OAuthClient:
                 description = raw_description if isinstance(raw_description, str) else None
         except ValueError:
             pass
-        error = _scrub(error, secrets) if error else None
-        detail = f": {_scrub(description, secrets)}" if description else ""
+        error = scrub(error, secrets) if error else None
+        detail = f": {scrub(description, secrets)}" if description else ""
         label = error or "error"
         message = f"{what} failed: {label} (HTTP {status}){detail}"
         if status == 400 and error == "invalid_grant":

@@ -162,9 +162,10 @@ def _auto_consent(authorize_url: str, redirect_uri: str, tenant_ids: Sequence[st
                         "the consent page has no machine-postable form (auto consent works with the sandbox "
                         "only); run without --yes and consent in a browser"
                     )
-                data = [(k, v) for k, v in form.fields if k not in ("decision", "tenant")]
-                data.append(("decision", "allow"))
-                data.extend(("tenant", t) for t in tenant_ids or ())
+                data: dict[str, str | list[str]] = {k: v for k, v in form.fields if k not in ("decision", "tenant")}
+                data["decision"] = "allow"
+                if tenant_ids:
+                    data["tenant"] = list(tenant_ids)  # repeated field; absent means every organisation
                 answer = http.post(urljoin(authorize_url, form.action), data=data)
                 if not answer.is_redirect:
                     raise ConnectError(f"the consent form was not accepted (HTTP {answer.status_code})")

@@ -39,7 +39,7 @@ from xpm_pipeline.warehouse.control import (
     tenants,
 )
 from xpm_pipeline.warehouse.db import write_transaction
-from xpm_pipeline.xpm.auth import Connection, IdentityError, IdentityUnavailable, InvalidGrant, OAuthClient, TokenSet, _scrub
+from xpm_pipeline.xpm.auth import Connection, IdentityError, IdentityUnavailable, InvalidGrant, OAuthClient, TokenSet, scrub
 from xpm_pipeline.xpm.errors import XPMAuthError
 
 log = logging.getLogger(__name__)
@@ -330,10 +330,10 @@ class TokenStore:
             try:
                 new = self._call_refresh(old_refresh, grant_id)
             except InvalidGrant as exc:
-                self._record_failure(conn, grant_id, _scrub(str(exc), [old_refresh.reveal()]), now, GRANT_NEEDS_REAUTH)
+                self._record_failure(conn, grant_id, scrub(str(exc), [old_refresh.reveal()]), now, GRANT_NEEDS_REAUTH)
                 failure = self._reauth(label, tenant_id, grant_id)
             except IdentityError as exc:
-                self._record_failure(conn, grant_id, _scrub(str(exc), [old_refresh.reveal()]), now, GRANT_ACTIVE)
+                self._record_failure(conn, grant_id, scrub(str(exc), [old_refresh.reveal()]), now, GRANT_ACTIVE)
                 failure = exc
             else:
                 conn.execute(
