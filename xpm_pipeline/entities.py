@@ -59,7 +59,7 @@ class Entity:
     get_path: str | None = None  # e.g. "client.api/get/{key}"
     nested: Nested | None = None
     range_required: bool = False  # the list call needs from/to (<= 1 year)
-    soft_delete: bool = True
+    deleted_flag: str | None = None  # a column XPM sets when the thing is deleted (soft delete from the flag)
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -94,6 +94,7 @@ CLIENT = Entity(
     list_element="Clients",
     list_path="client.api/list",
     get_path="client.api/get/{key}",
+    deleted_flag="is_deleted",
     doc="Clients of the practice, including archived and deleted ones (flagged, never dropped).",
     columns=(
         _uuid_key("XPM client UUID."),
@@ -138,6 +139,7 @@ CLIENT_CONTACT = Entity(
     element="Contact",
     list_element="Contacts",
     nested=Nested(parent="client", path="Contacts/Contact", inherit=(("client_uuid", "uuid"),)),
+    deleted_flag="is_deleted",
     doc="Contacts of each client (XPM may not flag a client modified when only a contact changes).",
     columns=(
         _uuid_key("XPM contact UUID."),

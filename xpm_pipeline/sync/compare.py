@@ -217,12 +217,44 @@ def _joint_ids(old: pd.Series, new: pd.Series, type_: ColumnType, name: str) -> 
     million rows has a few hundred distinct dates or minutes), and ids are merged again where
     normalising made two distinct raw values one (``date`` and ``Timestamp``, ``ABC`` and ``abc``).
     """
-    codes, uniques = pd.factorize(pd.concat([old, new], ignore_index=True))
+    codes, uniques = _factorize(pd.concat([old, new], ignore_index=True))
     canonical, changed = _normalise(uniques, type_, name)
     if changed:
-        merged, _ = pd.factorize(canonical)
+        merged, _ = _factorize(canonical)
         codes = np.append(merged, -1)[codes]
     return codes[: len(old)], codes[len(old) :]
+
+
+def _factorize(values) -> tuple[np.ndarray, pd.Index | np.ndarray]:
+    """``pd.factorize``, except that texts differing only after a NUL character stay distinct.
+
+    pandas hashes an all-text column of Python strings as C strings, which end at the first NUL, so
+    it would take "a\x00b" for "a" (Arrow-backed text, and columns with anything but text in them,
+    are hashed correctly). Neither XPM (XML cannot carry a NUL) nor PostgreSQL text can hold one, but
+    an exact comparison has to check: such a column is factorized by Python equality instead.
+    """
+    if values.dtype == object or getattr(values.dtype, "storage", None) == "python":
+        objects = values if isinstance(values, np.ndarray) else values.to_numpy(dtype=object)
+        if _has_nul(objects):
+            return _factorize_by_equality(objects)
+    return pd.factorize(values)
+
+
+def _has_nul(objects: np.ndarray, chunk: int = 65536) -> bool:
+    """Whether an all-text array holds a NUL; False for any other array (pandas hashes it right)."""
+    try:
+        return any("\x00" in "".join(objects[i : i + chunk]) for i in range(0, len(objects), chunk))
+    except TypeError:  # not all text
+        return False
+
+
+def _factorize_by_equality(objects: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    missing = pd.isna(objects).tolist()
+    table: dict = {}
+    codes = [-1 if gap else table.setdefault(value, len(table)) for value, gap in zip(objects.tolist(), missing)]
+    uniques = np.empty(len(table), dtype=object)
+    uniques[:] = list(table)
+    return np.array(codes, dtype=np.intp), uniques
 
 
 # --- field by field ------------------------------------------------------------------------------------
@@ -267,7 +299,7 @@ def _field_changes(
 
 def _canonical_rows(values: pd.Series, type_: ColumnType, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Canonical value of each row (a filler where missing) and the missing mask."""
-    codes, uniques = pd.factorize(values)
+    codes, uniques = _factorize(values)
     canonical, _ = _normalise(uniques, type_, name)
     if not isinstance(canonical, np.ndarray):
         canonical = canonical.to_numpy(dtype=object)
@@ -286,7 +318,7 @@ _FLAG_TEXT = {"true": 1, "false": 0, "yes": 1, "no": 0, "1": 1, "0": 0}
 _BAD = (TypeError, ValueError, KeyError, OverflowError, ArithmeticError)
 
 
-def _normalise(uniques: pd.Index, type_: ColumnType, name: str) -> tuple[np.ndarray | pd.Index, bool]:
+def _normalise(uniques: pd.Index | np.ndarray, type_: ColumnType, name: str) -> tuple[np.ndarray | pd.Index, bool]:
     """Canonical values of the distinct values ``pd.factorize`` found, and whether normalising
     changed any (and so may have made two of them one)."""
     if isinstance(uniques.dtype, pd.StringDtype) and type_ in (T.TEXT, T.UUID):
@@ -324,7 +356,7 @@ def _canonical(values: np.ndarray, type_: ColumnType, name: str) -> np.ndarray:
         raise ValueError(f"column {name!r} ({type_.value}): {exc}") from None
 
 
-def _numpy(uniques: pd.Index, type_: ColumnType, name: str) -> np.ndarray:
+def _numpy(uniques: pd.Index | np.ndarray, type_: ColumnType, name: str) -> np.ndarray:
     """The distinct values ``pd.factorize`` found (an Index without NA) as a numpy array."""
     dtype = uniques.dtype
     if isinstance(dtype, pd.DatetimeTZDtype):

@@ -32,7 +32,10 @@ from xpm_pipeline.warehouse.db import dialect_name, write_transaction
 
 _LOCK_KEY = zlib.crc32(b"xpm-pipeline/migrate")
 
-MIGRATION_MODULES: list[str] = []
+MIGRATION_MODULES: list[str] = [
+    "xpm_pipeline.warehouse.entity_migrations",  # 2: entity tables
+    "xpm_pipeline.warehouse.schema",  # 3: sync bookkeeping
+]
 """Modules whose ``@migration`` declarations ``migrate()`` imports first (append yours)."""
 
 

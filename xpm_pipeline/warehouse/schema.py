@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Index, Integ
 from xpm_pipeline.entities import ENTITIES, ColumnType, Entity
 from xpm_pipeline.warehouse.control import metadata
 from xpm_pipeline.warehouse.db import UtcDateTime
+from xpm_pipeline.warehouse.migrate import migration
 
 SQL_TYPES = {
     ColumnType.TEXT: Text,
@@ -93,6 +94,7 @@ sync_runs = Table(
     Column("status", String(20), nullable=False, comment="running | succeeded | failed."),
     Column("started_at", UtcDateTime, nullable=False, comment="When the run started (UTC)."),
     Column("ended_at", UtcDateTime, nullable=True, comment="When it ended; NULL while running or if killed."),
+    Column("heartbeat_at", UtcDateTime, nullable=False, comment="Last sign of life; a running row older than its lease was abandoned."),
     Column("rows_inserted", BigInteger, nullable=False, default=0, comment="Rows inserted."),
     Column("rows_updated", BigInteger, nullable=False, default=0, comment="Rows changed (including revived)."),
     Column("rows_deleted", BigInteger, nullable=False, default=0, comment="Rows soft-deleted or marked Completed."),
@@ -134,3 +136,8 @@ timesheet_changes = Table(
 Index("ix_xpm_timesheet_changes_entry", timesheet_changes.c.tenant_id, timesheet_changes.c.timesheet_uuid)
 
 SYNC_TABLES = (sync_runs, sync_checkpoints, timesheet_changes)
+
+
+@migration(3, "sync bookkeeping: xpm_sync_runs, xpm_sync_checkpoints, xpm_timesheet_changes")
+def _create_sync_tables(conn) -> None:
+    metadata.create_all(conn, tables=list(SYNC_TABLES), checkfirst=False)

@@ -1,0 +1,128 @@
+"""Running a sync: which entities each mode touches, in which order, each as its own recorded run.
+
+The same function serves the CLI (``xpm-pipeline sync``), the demo and the Dagster assets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from xpm_pipeline.sync.context import HOURLY, INITIAL, NIGHTLY, RESYNC, SyncContext
+from xpm_pipeline.sync.jobs import sync_jobs
+from xpm_pipeline.sync.runs import SyncBusy, SyncRun, start_run
+from xpm_pipeline.sync.steps import sync_client_groups, sync_clients, sync_staff, sync_task_list
+from xpm_pipeline.sync.timesheets import sync_timesheets
+from xpm_pipeline.warehouse.load import LoadResult
+from xpm_pipeline.xpm.errors import XPMAuthError
+
+ALL_MODES = frozenset({INITIAL, HOURLY, NIGHTLY, RESYNC})
+FULL_MODES = frozenset({INITIAL, NIGHTLY, RESYNC})
+
+
+@dataclass(frozen=True)
+class Step:
+    entity: str  # the registry entity the step is named after (children come along)
+    run: Callable[[SyncContext, SyncRun], LoadResult]
+    modes: frozenset[str]
+    loads: tuple[str, ...]  # every entity (table) the step writes
+    resumable: bool = False
+
+
+STEPS: tuple[Step, ...] = (
+    Step("staff", sync_staff, ALL_MODES, ("staff",)),
+    Step("task", sync_task_list, FULL_MODES, ("task",)),
+    Step("client", sync_clients, FULL_MODES, ("client", "client_contact")),
+    Step("client_group", sync_client_groups, FULL_MODES, ("client_group", "client_group_member")),
+    Step("job", sync_jobs, FULL_MODES, ("job", "job_task")),
+    Step("timesheet", sync_timesheets, ALL_MODES, ("timesheet",), resumable=True),
+)
+STEP_BY_ENTITY = {step.entity: step for step in STEPS}
+
+
+@dataclass
+class EntityOutcome:
+    entity: str
+    run_id: str | None
+    result: LoadResult = field(default_factory=LoadResult)
+    api_calls: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class SyncReport:
+    tenant_id: str
+    mode: str
+    outcomes: list[EntityOutcome] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(outcome.ok for outcome in self.outcomes)
+
+    @property
+    def api_calls(self) -> int:
+        return sum(outcome.api_calls for outcome in self.outcomes)
+
+    @property
+    def total(self) -> LoadResult:
+        result = LoadResult()
+        for outcome in self.outcomes:
+            result += outcome.result
+        return result
+
+
+def steps_for(mode: str, entities: Iterable[str] | None = None) -> list[Step]:
+    """The steps a mode runs, optionally narrowed to some entities (a child names its parent's step)."""
+    if entities is None:
+        return [step for step in STEPS if mode in step.modes]
+    chosen = []
+    for name in entities:
+        step = STEP_BY_ENTITY.get(name) or next((s for s in STEPS if name in s.loads), None)
+        if step is None:
+            raise ValueError(f"unknown entity {name!r}; choose from {', '.join(STEP_BY_ENTITY)}")
+        if mode not in step.modes:
+            hourly = ", ".join(s.entity for s in STEPS if HOURLY in s.modes)
+            raise ValueError(f"the {mode} sync does not cover {step.entity} (hourly covers: {hourly})")
+        if step not in chosen:
+            chosen.append(step)
+    return [step for step in STEPS if step in chosen]
+
+
+def run_sync(ctx: SyncContext, entities: Iterable[str] | None = None, *, on_step=None) -> SyncReport:
+    """Run each step as its own recorded run; a failed entity does not stop the others, except an
+    authorisation failure, which would fail them all the same way."""
+    report = SyncReport(ctx.tenant_id, ctx.mode)
+    for step in steps_for(ctx.mode, entities):
+        if on_step:
+            on_step(step.entity)
+        calls = ctx.calls()
+        outcome = EntityOutcome(step.entity, None)
+        report.outcomes.append(outcome)
+        try:
+            run = start_run(ctx.engine, ctx.clock, tenant_id=ctx.tenant_id, entity=step.entity, mode=ctx.mode,
+                            resumable=step.resumable, orchestrator_run_id=ctx.orchestrator_run_id)
+        except SyncBusy as exc:
+            outcome.error = str(exc)
+            continue
+        outcome.run_id = run.run_id
+        try:
+            outcome.result = step.run(ctx, run)
+        except Exception as exc:  # recorded on the run; the caller sees it in the report
+            outcome.error = _one_line(exc)
+            outcome.api_calls = ctx.calls() - calls
+            run.fail(exc)
+            if isinstance(exc, XPMAuthError):
+                break
+            continue
+        outcome.api_calls = ctx.calls() - calls
+        run.finish()
+    return report
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -1,0 +1,146 @@
+"""Time entries: no modified date, no deleted flag, so each mode reads them differently.
+
+- initial / re-sync: calendar-month windows from 3 years back to 1 year ahead. Each month commits on
+  its own and is checkpointed, so a killed sync resumes at the first unfinished month.
+- hourly: one recent window; only entries the warehouse does not have are inserted.
+- nightly: the last 15 months (to a year ahead) in as few calls as XPM allows, compared field by field
+  with the warehouse in one pandas comparison; the differences are applied and every changed field is
+  logged in ``xpm_timesheet_changes``. An entry missing from the fully re-read window was deleted.
+
+Deletions are scoped by ``entry_date`` when ``time.api/list`` filters by ``<Date>`` (the default). If it
+filters by creation time (``SyncOptions.time_filter="created"``), a window does not hold every entry
+dated in it, so absence proves nothing and windowed reads soft-delete nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+from sqlalchemy import insert, select
+
+from xpm_pipeline.entities import ENTITIES
+from xpm_pipeline.sync.compare import compare_entity
+from xpm_pipeline.sync.context import HOURLY, SyncContext
+from xpm_pipeline.sync.runs import SyncRun
+from xpm_pipeline.warehouse.db import write_transaction
+from xpm_pipeline.warehouse.load import LoadResult, Scope, insert_new_only, load_entity, mark_deleted
+from xpm_pipeline.warehouse.schema import table_for, timesheet_changes
+from xpm_pipeline.xpm.errors import XPMNotFound
+from xpm_pipeline.xpm.parse import Rows
+from xpm_pipeline.xpm.windows import DateWindow, add_months, month_windows, split_range
+
+TIMESHEET = ENTITIES["timesheet"]
+
+
+def sync_timesheets(ctx: SyncContext, run: SyncRun) -> LoadResult:
+    if ctx.mode == HOURLY:
+        return _hourly(ctx, run)
+    if ctx.full:
+        return _by_month(ctx, run)
+    return _nightly(ctx, run)
+
+
+def initial_windows(ctx: SyncContext) -> list[DateWindow]:
+    return month_windows(add_months(ctx.today, -ctx.options.initial_back_months), add_months(ctx.today, ctx.options.ahead_months))
+
+
+def _window_scope(ctx: SyncContext, window: DateWindow) -> Scope | None:
+    if ctx.options.time_filter != "date":
+        return None
+    return Scope("entry_date", between=(window.start, window.end))
+
+
+def _by_month(ctx: SyncContext, run: SyncRun) -> LoadResult:
+    total = LoadResult()
+    for window in initial_windows(ctx):
+        scope = f"timesheet {window}"
+        if run.is_done(scope):
+            continue
+        calls = ctx.calls()
+        rows = ctx.client.time_entries(window)
+        result = load_entity(ctx.engine, "timesheet", ctx.tenant_id, rows, synced_at=ctx.now,
+                             delete_missing=_window_scope(ctx, window))
+        run.checkpoint(scope, result=result, api_calls=ctx.calls() - calls)
+        total += result
+    return total
+
+
+def _hourly(ctx: SyncContext, run: SyncRun) -> LoadResult:
+    calls = ctx.calls()
+    window = DateWindow(ctx.today - timedelta(days=ctx.options.hourly_back_days),
+                        ctx.today + timedelta(days=ctx.options.hourly_ahead_days))
+    rows = ctx.client.time_entries(window)
+    result = insert_new_only(ctx.engine, "timesheet", ctx.tenant_id, rows, synced_at=ctx.now)
+    run.add(result, api_calls=ctx.calls() - calls)
+    return result
+
+
+def nightly_range(ctx: SyncContext) -> DateWindow:
+    return DateWindow(add_months(ctx.today, -ctx.options.nightly_back_months), add_months(ctx.today, ctx.options.ahead_months))
+
+
+def _nightly(ctx: SyncContext, run: SyncRun) -> LoadResult:
+    calls = ctx.calls()
+    span = nightly_range(ctx)
+    fetched = Rows(TIMESHEET)
+    for window in split_range(span.start, span.end):
+        fetched.extend(ctx.client.time_entries(window))
+    new = fetched.to_frame()
+    old = _warehouse_frame(ctx, span)
+    comparison = compare_entity(TIMESHEET, old, new)
+    moved, deleted_keys = _confirm_deletions(ctx, comparison.deleted["uuid"].tolist())
+    to_write = pd.concat([comparison.added, comparison.changed, *moved], ignore_index=True)
+    with write_transaction(ctx.engine) as conn:
+        result = load_entity(conn, "timesheet", ctx.tenant_id, to_write, synced_at=ctx.now) if len(to_write) else LoadResult()
+        if deleted_keys:
+            result += LoadResult(deleted=mark_deleted(conn, "timesheet", ctx.tenant_id, deleted_keys, at=ctx.now))
+        _log_changes(conn, ctx, run, comparison, deleted_keys)
+    run.add(result, api_calls=ctx.calls() - calls)
+    return result
+
+
+def _confirm_deletions(ctx: SyncContext, missing: list[str]) -> tuple[list[pd.DataFrame], list[str]]:
+    """An entry missing from the window was deleted, or re-dated out of the window. While there are few,
+    ``time.api/get`` tells which (a moved entry is updated, not deleted); beyond the budget, absence
+    from the fully re-read window counts as deletion."""
+    if ctx.options.time_filter != "date":
+        return [], []
+    if len(missing) > ctx.options.confirm_missing_time:
+        return [], missing
+    moved, deleted = [], []
+    for uuid in missing:
+        try:
+            moved.append(ctx.client.get("timesheet", uuid)["timesheet"].to_frame())
+        except XPMNotFound:
+            deleted.append(uuid)
+    return moved, deleted
+
+
+def _warehouse_frame(ctx: SyncContext, span: DateWindow) -> pd.DataFrame:
+    """The live rows of the range as the comparison's "old" side (only the registry's columns)."""
+    table = table_for(TIMESHEET)
+    query = select(*(table.c[name] for name in TIMESHEET.column_names)).where(
+        table.c.tenant_id == ctx.tenant_id,
+        table.c.entry_date.between(span.start, span.end),
+        table.c._deleted_at.is_(None),
+    )
+    with ctx.engine.connect() as conn:
+        result = conn.execute(query)
+        return pd.DataFrame(result.fetchall(), columns=list(TIMESHEET.column_names))
+
+
+def _log_changes(conn, ctx: SyncContext, run: SyncRun, comparison, deleted_keys: list[str]) -> None:
+    """One audit row per changed field, plus one per added and deleted entry."""
+    now = ctx.now
+    base = {"tenant_id": ctx.tenant_id, "run_id": run.run_id, "detected_at": now}
+    rows = [
+        {**base, "timesheet_uuid": uuid, "change_type": "changed", "field": field, "old_value": old, "new_value": new}
+        for uuid, field, old, new in comparison.changes[["uuid", "field", "old_value", "new_value"]].itertuples(index=False)
+    ]
+    rows += [{**base, "timesheet_uuid": uuid, "change_type": "added", "field": None, "old_value": None, "new_value": None}
+             for uuid in comparison.added["uuid"]]
+    rows += [{**base, "timesheet_uuid": uuid, "change_type": "deleted", "field": None, "old_value": None, "new_value": None}
+             for uuid in deleted_keys]
+    for start in range(0, len(rows), 5000):
+        conn.execute(insert(timesheet_changes), rows[start : start + 5000])
