@@ -131,6 +131,52 @@ def tenants(
 
 
 @app.command()
+def sync(
+    tenant: Annotated[str, typer.Option("--tenant", help="XPM tenant id (see `xpm-pipeline tenants`).")],
+    mode: Annotated[str, typer.Option(help="initial | hourly | nightly.")] = "nightly",
+    entity: Annotated[Optional[list[str]], typer.Option("--entity", help="Only this entity (repeatable): staff, task, client, client_group, job, timesheet.")] = None,
+    resync_all: Annotated[bool, typer.Option("--resync-all", help="Re-read everything of the chosen entities (HowNow's \"re-sync all\").")] = False,
+) -> None:
+    """Sync one tenant now: initial (everything), hourly (new time entries and staff) or nightly (changes)."""
+    from xpm_pipeline.runtime import open_runtime
+    from xpm_pipeline.sync.context import HOURLY, INITIAL, NIGHTLY, RESYNC, SyncContext
+    from xpm_pipeline.sync.run import run_sync, steps_for
+
+    if mode not in (INITIAL, HOURLY, NIGHTLY):
+        raise typer.BadParameter("choose initial, hourly or nightly", param_hint="--mode")
+    if resync_all and mode == HOURLY:
+        raise typer.BadParameter("--resync-all re-reads everything; it does not combine with --mode hourly")
+    effective = RESYNC if resync_all else mode
+    steps_for(effective, entity)  # refuse a bad --entity before connecting
+    runtime = open_runtime()
+    try:
+        with runtime.client(tenant) as client, console.status("syncing") as status:
+            ctx = SyncContext(runtime.engine, client, tenant, effective, clock=runtime.clock)
+            report = run_sync(ctx, entity, on_step=lambda name: status.update(f"syncing {name} ({effective})"))
+    finally:
+        runtime.close()
+    _print_sync_report(report)
+    if not report.ok:
+        for outcome in report.outcomes:
+            if outcome.error:
+                err_console.print(f"error: {outcome.entity}: {outcome.error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _print_sync_report(report) -> None:
+    table = Table(title=f"{report.mode} sync of {report.tenant_id}")
+    for column in ("entity", "inserted", "updated", "deleted", "unchanged", "API calls", "outcome"):
+        table.add_column(column, justify="left" if column in ("entity", "outcome") else "right")
+    for outcome in report.outcomes:
+        result = outcome.result
+        table.add_row(
+            outcome.entity, str(result.inserted), str(result.updated + result.revived), str(result.deleted),
+            str(result.unchanged), str(outcome.api_calls), "ok" if outcome.ok else "failed",
+        )
+    console.print(table)
+
+
+@app.command()
 def demo(
     size: Annotated[str, typer.Option(help="Sandbox organisation size: small, medium or large.")] = "medium",
     seed: Annotated[int, typer.Option(help="Seed of the generated organisation.")] = 1,

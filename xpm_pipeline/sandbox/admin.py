@@ -33,6 +33,11 @@ RENDER_AS = {
     "staff": ("staff", False), "job": ("job", True), "job_task": ("job_task", False),
     "task": ("task_type", False), "timesheet": ("time", False),
 }
+# Columns a nested entity inherits from its parent, filled in when it is shown on its own.
+INHERITED = {
+    "job_task": lambda obj, tenant: {"job_uuid": obj.job.uuid, "job_number": obj.job.job_number},
+    "client_contact": lambda obj, tenant: {"client_uuid": tenant.contact_client[obj.uuid].uuid},
+}
 CHILD_KEYS = {"job_task": "tasks", "client_contact": "contacts", "client_group_member": "members"}
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -73,6 +78,8 @@ def to_json(entity_name: str, obj, tenant) -> dict[str, Any]:
     xml = R.element(schema, obj, R.Ctx(tenant, detailed=detailed))
     element = etree.fromstring(xml.encode("utf-8"))
     out = _columns(entity_name, element)
+    if entity_name in INHERITED:
+        out.update(INHERITED[entity_name](obj, tenant))
     for child in children_of(entity_name):
         rows = []
         for sub in element.findall(child.nested.path):
@@ -456,7 +463,7 @@ class Admin:
             values = parse_fields(CONTACT_FIELDS, body, xml=False, resolve=Resolver(tenant))
             contact = tenant.add_contact(client, values, self._now(),
                                          bump=self.sb.config.contact_edit_bumps_modified)
-            return to_json("client_contact", contact, tenant) | {"client_uuid": client.uuid}
+            return to_json("client_contact", contact, tenant)
 
     def contact_edit(self, args, body, **_) -> dict:
         tenant = self._tenant(args)
@@ -469,7 +476,7 @@ class Admin:
             values = parse_fields(CONTACT_FIELDS, body, xml=False, resolve=Resolver(tenant))
             tenant.update_contact(client, contact, values, self._now(),
                                   bump=self.sb.config.contact_edit_bumps_modified)
-            return to_json("client_contact", contact, tenant) | {"client_uuid": client.uuid}
+            return to_json("client_contact", contact, tenant)
 
     def group_member_add(self, args, body, **_) -> dict:
         tenant = self._tenant(args)

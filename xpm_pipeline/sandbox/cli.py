@@ -83,11 +83,18 @@ def serve(
     def _stop(signum, frame) -> None:  # noqa: ARG001
         stop.set()
 
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _stop)
+    except ValueError:  # not the main thread (embedded use): Ctrl-C arrives as KeyboardInterrupt instead
+        pass
     try:
         print(sandbox.banner(), flush=True)
         while not stop.wait(0.5):
             pass
+    except KeyboardInterrupt:
+        pass
     finally:
         sandbox.stop()
         for sig, handler in previous.items():

@@ -47,6 +47,7 @@ class SandboxConfig:
     # 127.0.0.1, [::1]) on any port and path, which is what CLI tools and tests use.
     redirect_uris: tuple[str, ...] = ()
     web_url: str = "https://app.practicemanager.xero.com"
+    request_log_limit: int = 200_000  # oldest entries are dropped beyond this (long-running serve)
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad setting (the CLI prints it as one line)."""

@@ -16,7 +16,6 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
-from itertools import accumulate
 
 from xpm_pipeline.sandbox import names as N
 from xpm_pipeline.sandbox.model import (

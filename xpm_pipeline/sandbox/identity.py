@@ -22,13 +22,13 @@ import base64
 import random
 import secrets
 import threading
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from xpm_pipeline.sandbox.state import uuid_from
 
 XPM_SCOPES = {"practicemanager", "practicemanager.read"} | {
     f"practicemanager.{res}{ro}" for res in ("client", "job", "staff", "time") for ro in ("", ".read")
@@ -178,8 +178,8 @@ class Identity:
         if unknown or not any(s in XPM_SCOPES for s in scopes):
             return with_query(redirect_uri, error="invalid_scope", state=state)
         with self.lock:
-            consent = PendingConsent(uuid_from(random.Random(secrets.randbits(64))), client_id, redirect_uri,
-                                     scopes, state, now)
+            self._prune(now)
+            consent = PendingConsent(str(uuid.uuid4()), client_id, redirect_uri, scopes, state, now)
             self.consents[consent.id] = consent
         return consent
 
@@ -280,13 +280,12 @@ class Identity:
         return self._issue(grant, now)
 
     def _new_grant(self, tenant_ids: list[str], scopes: tuple[str, ...], now: datetime) -> Grant:
-        grant = Grant(uuid_from(random.Random(secrets.randbits(64))), self.client_id, list(tenant_ids), scopes, now)
+        grant = Grant(str(uuid.uuid4()), self.client_id, list(tenant_ids), scopes, now)
         self.grants[grant.id] = grant
         for tenant_id in tenant_ids:
             existing = self.connection_for(tenant_id)
             if existing is None:
-                conn = Connection(uuid_from(random.Random(secrets.randbits(64))), self.client_id, tenant_id, grant.id,
-                                  now, now)
+                conn = Connection(str(uuid.uuid4()), self.client_id, tenant_id, grant.id, now, now)
                 self.connections[conn.id] = conn
             else:
                 existing.auth_event_id, existing.updated = grant.id, now
@@ -310,9 +309,18 @@ class Identity:
         return answer
 
     def _prune(self, now: datetime) -> None:
-        expired = [t for t, a in self.access_tokens.items() if a.expires_at < now - timedelta(days=1)]
-        for token in expired:
-            del self.access_tokens[token]
+        """Forget what can no longer be used, so a long-running sandbox does not grow without bound."""
+        day = timedelta(days=1)
+        for table, dead in (
+            (self.access_tokens, lambda a: a.expires_at < now - day),
+            (self.codes, lambda c: now - c.created > day),
+            (self.consents, lambda c: now - c.created > day),
+            (self.refresh_tokens, lambda r: now - r.issued_at > timedelta(days=self.settings.refresh_idle_days) + day
+             or (r.superseded_at is not None
+                 and now - r.superseded_at > max(day, timedelta(seconds=self.settings.refresh_grace_seconds)))),
+        ):
+            for key in [k for k, v in table.items() if dead(v)]:
+                del table[key]
 
     def issue_for_tenant(self, tenant_id: str, now: datetime, scopes: tuple[str, ...] | None = None) -> dict[str, Any]:
         """A consented connection without the browser dance (admin interface, ``sb.issue_token``)."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
 
 UTC = timezone.utc
 CHUNK_ITEMS = 2000
@@ -39,10 +39,6 @@ def esc(text: str) -> str:
     if ">" in text:
         text = text.replace(">", "&gt;")
     return text
-
-
-def esc_attr(text: str) -> str:
-    return esc(text).replace('"', "&quot;")
 
 
 @lru_cache(maxsize=8192)
@@ -360,8 +356,3 @@ def error_document(message: str) -> list[bytes]:
 
 def element(schema: str, obj, ctx: Ctx) -> str:
     return SCHEMAS[schema].render(obj, ctx)
-
-
-def iter_text(chunks: list[bytes]) -> Iterator[str]:
-    for chunk in chunks:
-        yield chunk.decode("utf-8")

@@ -96,14 +96,23 @@ class SandboxServer:
         self._httpd = httpd
         self.port = httpd.server_address[1]
         self._thread = threading.Thread(target=httpd.serve_forever, name="xpm-sandbox", daemon=True,
-                                        kwargs={"poll_interval": 0.1})
+                                        kwargs={"poll_interval": 0.5})
         self._thread.start()
         return self
 
     def stop(self) -> None:
         httpd, self._httpd = self._httpd, None
         if httpd is not None:
-            httpd.shutdown()
+            # shutdown() waits for the serve loop's next wake-up; a throwaway connection wakes it now
+            # instead of after the poll interval (test suites start and stop many sandboxes).
+            closer = threading.Thread(target=httpd.shutdown, daemon=True)
+            closer.start()
+            while closer.is_alive():
+                try:
+                    socket.create_connection((self.host, self.port), timeout=0.2).close()
+                except OSError:
+                    pass
+                closer.join(0.01)
             httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
@@ -195,6 +204,9 @@ class SandboxServer:
                 "fault": None, "bytes": 0, "counted": False,
             }
             self.request_log.append(entry)
+            excess = len(self.request_log) - self.config.request_log_limit
+            if excess > 0:
+                del self.request_log[: max(excess, self.config.request_log_limit // 10)]
             return entry
 
     def log_entries(self) -> list[dict[str, Any]]:
@@ -487,6 +499,7 @@ class _Handler(BaseHTTPRequestHandler):
         rel = path.lstrip("/")
         entry = sb._log_start(method, path, query, None)
         fault = sb.faults.take("arrival", method, rel, None, identity_path=True)
+        self._json_fault = fault  # truncated/malformed mangle this request's JSON answer
         after_commit = None
         if fault is not None:
             entry["fault"] = fault.kind
@@ -529,7 +542,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/connect/token" and method == "POST":
                 answer = sb.identity.token(first_values(parse_form(body)), self.headers.get("Authorization"), now,
                                            after_commit=after_commit)
-                self._json(200, answer, entry, {"Cache-Control": "no-store"}, fault=fault)
+                self._json(200, answer, entry, {"Cache-Control": "no-store"})
             elif path == "/connect/revocation" and method == "POST":
                 sb.identity.revoke(first_values(parse_form(body)), self.headers.get("Authorization"))
                 self._send(200, [], "text/plain", None, entry)
@@ -562,8 +575,9 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(405, {"error": "method_not_allowed"}, entry)
 
-    def _json(self, status: int, payload: Any, entry: dict, headers: dict | None = None, fault=None) -> None:
+    def _json(self, status: int, payload: Any, entry: dict, headers: dict | None = None) -> None:
         raw = json.dumps(payload).encode()
+        fault = getattr(self, "_json_fault", None)
         if fault is not None and fault.kind == "truncated":
             raw = raw[: max(1, int(len(raw) * fault["fraction"]))]
         elif fault is not None and fault.kind == "malformed":

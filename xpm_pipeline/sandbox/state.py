@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 import threading
 from datetime import date, datetime, timezone
-from decimal import Decimal
 from typing import Any, Iterable, Iterator
 
 from xpm_pipeline.sandbox.errors import BadRequest, Conflict, NotFound, Refused
@@ -245,6 +244,8 @@ class TenantState:
     def update_job(self, job: Job, values: dict[str, Any]) -> Job:
         if "name" in values and not str(values["name"]).strip():
             raise BadRequest("Job Name cannot be empty")
+        if "client" in values and values["client"] is None:
+            raise BadRequest("A job needs a client")
         for attr, value in values.items():
             setattr(job, attr, value)
         if job.contact is not None and job.contact.uuid not in {c.uuid for c in job.client.contacts}:
@@ -405,7 +406,3 @@ class SandboxState:
 
     def __iter__(self) -> Iterator[TenantState]:
         return iter(self.tenants.values())
-
-
-def money(value: Decimal) -> str:
-    return f"{value.quantize(Decimal('0.01'))}"

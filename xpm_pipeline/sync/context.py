@@ -24,7 +24,10 @@ class SyncOptions:
     hourly_back_days: int = 14  # new time entries are looked for in [today-14, today+7]
     hourly_ahead_days: int = 7
     recent_jobs_days: int = 35  # job.api/list window catching jobs created (and maybe closed) lately
-    full_client_every_nights: int = 7  # contact edits XPM does not flag: full client re-read weekly
+    # XPM may not flag a client modified when only a contact changed, so the nightly re-reads every client
+    # (one call either way: quota is counted in calls, not bytes). Raise it for very large practices to
+    # use modifiedsince on the nights between full reads.
+    full_client_every_nights: int = 1
     client_overlap: timedelta = timedelta(minutes=10)  # re-read the modifiedsince cursor with overlap
     confirm_missing_jobs: int = 25  # job.api/get calls per night to confirm jobs gone from current
     confirm_missing_time: int = 50  # time.api/get calls per night to tell deleted entries from re-dated ones

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from xpm_pipeline.sandbox import SandboxServer
-from xpm_pipeline_tests.sandbox.conftest import Api, make_config
+from xpm_pipeline_tests.sandbox.conftest import SSL_CONTEXT, Api, http, make_config
 
 REDIRECT = "http://localhost:8910/callback"
 
@@ -17,7 +17,7 @@ REDIRECT = "http://localhost:8910/callback"
 def consent(sb: SandboxServer, *, tenants: list[str] | None = None, scope: str = "practicemanager offline_access",
             decision: str = "allow", state: str = "xyz") -> dict[str, list[str]]:
     """Run authorize -> consent page -> form POST, returning the redirect's query."""
-    with httpx.Client(base_url=sb.base_url) as http:
+    with httpx.Client(base_url=sb.base_url, verify=SSL_CONTEXT) as http:
         page = http.get("/identity/connect/authorize", params={
             "response_type": "code", "client_id": sb.client_id, "redirect_uri": REDIRECT, "scope": scope,
             "state": state})
@@ -38,13 +38,13 @@ def consent(sb: SandboxServer, *, tenants: list[str] | None = None, scope: str =
 def exchange(sb: SandboxServer, code: str, *, basic: bool = True) -> httpx.Response:
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
     if basic:
-        return httpx.post(sb.base_url + "/connect/token", data=form, auth=(sb.client_id, sb.client_secret))
+        return http.post(sb.base_url + "/connect/token", data=form, auth=(sb.client_id, sb.client_secret))
     form |= {"client_id": sb.client_id, "client_secret": sb.client_secret}
-    return httpx.post(sb.base_url + "/connect/token", data=form)
+    return http.post(sb.base_url + "/connect/token", data=form)
 
 
 def refresh(sb: SandboxServer, token: str) -> httpx.Response:
-    return httpx.post(sb.base_url + "/connect/token", data={"grant_type": "refresh_token", "refresh_token": token},
+    return http.post(sb.base_url + "/connect/token", data={"grant_type": "refresh_token", "refresh_token": token},
                       auth=(sb.client_id, sb.client_secret))
 
 
@@ -57,7 +57,7 @@ def test_authorization_code_flow_end_to_end(sandbox):
     assert tokens["refresh_token"] and tokens["scope"] == "practicemanager offline_access"
 
     bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
-    connections = httpx.get(sandbox.base_url + "/connections", headers=bearer).json()
+    connections = http.get(sandbox.base_url + "/connections", headers=bearer).json()
     assert [c["tenantId"] for c in connections] == [tenant]
     row = connections[0]
     assert row["tenantType"] == "PRACTICEMANAGER" and row["tenantName"] == sandbox.state.tenant(tenant).name
@@ -77,7 +77,7 @@ def test_authorization_code_flow_end_to_end(sandbox):
 def test_consent_without_tenant_choice_connects_all_and_form_client_auth(sandbox):
     query = consent(sandbox)
     tokens = exchange(sandbox, query["code"][0], basic=False).json()
-    rows = httpx.get(sandbox.base_url + "/connections",
+    rows = http.get(sandbox.base_url + "/connections",
                      headers={"Authorization": f"Bearer {tokens['access_token']}"}).json()
     assert sorted(r["tenantId"] for r in rows) == sorted(sandbox.tenant_ids)
 
@@ -86,7 +86,7 @@ def test_consent_denied_and_authorize_validation(sandbox):
     assert consent(sandbox, decision="deny") == {"error": ["access_denied"], "state": ["xyz"]}
     base = {"response_type": "code", "client_id": sandbox.client_id, "redirect_uri": REDIRECT,
             "scope": "practicemanager offline_access", "state": "s"}
-    with httpx.Client(base_url=sandbox.base_url) as http:
+    with httpx.Client(base_url=sandbox.base_url, verify=SSL_CONTEXT) as http:
         assert http.get("/identity/connect/authorize", params=base | {"client_id": "nope"}).status_code == 400
         assert http.get("/identity/connect/authorize",
                         params=base | {"redirect_uri": "https://evil.example/cb"}).status_code == 400
@@ -107,10 +107,10 @@ def test_no_refresh_token_without_offline_access_and_read_scope_is_read_only(san
 
 
 def test_bad_client_and_bad_grant_type(sandbox):
-    bad = httpx.post(sandbox.base_url + "/connect/token", data={"grant_type": "refresh_token", "refresh_token": "x"},
+    bad = http.post(sandbox.base_url + "/connect/token", data={"grant_type": "refresh_token", "refresh_token": "x"},
                      auth=(sandbox.client_id, "wrong"))
     assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
-    odd = httpx.post(sandbox.base_url + "/connect/token", data={"grant_type": "password"},
+    odd = http.post(sandbox.base_url + "/connect/token", data={"grant_type": "password"},
                      auth=(sandbox.client_id, sandbox.client_secret))
     assert odd.status_code == 400 and odd.json()["error"] == "unsupported_grant_type"
 
@@ -118,7 +118,7 @@ def test_bad_client_and_bad_grant_type(sandbox):
 def test_code_expires_and_redirect_uri_must_match(sandbox, clock):
     query = consent(sandbox)
     form = {"grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": "http://localhost:1/other"}
-    wrong = httpx.post(sandbox.base_url + "/connect/token", data=form, auth=(sandbox.client_id, sandbox.client_secret))
+    wrong = http.post(sandbox.base_url + "/connect/token", data=form, auth=(sandbox.client_id, sandbox.client_secret))
     assert wrong.status_code == 400
     query = consent(sandbox)
     clock.advance(301)
@@ -159,7 +159,7 @@ def test_revocation_kills_tokens_and_connections(sandbox):
     tokens = sandbox.issue_token(sandbox.tenant_ids[0])
     api = Api(sandbox, sandbox.tenant_ids[0], token=tokens)
     api.xml("staff.api/list")
-    answer = httpx.post(sandbox.base_url + "/connect/revocation", data={"token": tokens["refresh_token"]},
+    answer = http.post(sandbox.base_url + "/connect/revocation", data={"token": tokens["refresh_token"]},
                         auth=(sandbox.client_id, sandbox.client_secret))
     assert answer.status_code == 200
     assert refresh(sandbox, tokens["refresh_token"]).json()["error"] == "invalid_grant"
@@ -178,7 +178,7 @@ def test_access_token_expires_after_1800_seconds(sandbox, clock):
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic abc"}])
 def test_missing_or_unknown_token_is_401(sandbox, headers):
-    answer = httpx.get(sandbox.api_url + "staff.api/list", headers=headers | {"Xero-Tenant-Id": sandbox.tenant_ids[0]})
+    answer = http.get(sandbox.api_url + "staff.api/list", headers=headers | {"Xero-Tenant-Id": sandbox.tenant_ids[0]})
     assert answer.status_code == 401 and 'error="invalid_token"' in answer.headers["www-authenticate"]
 
 
@@ -188,12 +188,12 @@ def test_bad_tenant_status_is_configurable(clock, status):
         api = Api(sb, sb.tenant_ids[0])
         for tenant in (None, "00000000-0000-4000-8000-000000000000", sb.tenant_ids[1]):
             headers = {"Xero-Tenant-Id": tenant} if tenant else {}
-            http = httpx.Client(base_url=sb.api_url, headers={"Authorization": api.http.headers["Authorization"]} | headers)
+            http = httpx.Client(base_url=sb.api_url, verify=SSL_CONTEXT, headers={"Authorization": api.http.headers["Authorization"]} | headers)
             answer = http.get("staff.api/list")
             assert answer.status_code == status, tenant
             assert "x-minlimit-remaining" in answer.headers
         # The tenant id header is case-insensitive like a GUID.
-        upper = httpx.get(sb.api_url + "staff.api/list", headers={
+        upper = http.get(sb.api_url + "staff.api/list", headers={
             "Authorization": api.http.headers["Authorization"], "Xero-Tenant-Id": sb.tenant_ids[0].upper()})
         assert upper.status_code == 200
 
@@ -201,8 +201,8 @@ def test_bad_tenant_status_is_configurable(clock, status):
 def test_delete_connection_cuts_the_tenant_off(sandbox):
     api = Api(sandbox)
     bearer = {"Authorization": api.http.headers["Authorization"]}
-    rows = httpx.get(sandbox.base_url + "/connections", headers=bearer).json()
-    assert httpx.delete(f"{sandbox.base_url}/connections/{rows[0]['id']}", headers=bearer).status_code == 204
-    assert httpx.delete(f"{sandbox.base_url}/connections/{rows[0]['id']}", headers=bearer).status_code == 404
+    rows = http.get(sandbox.base_url + "/connections", headers=bearer).json()
+    assert http.delete(f"{sandbox.base_url}/connections/{rows[0]['id']}", headers=bearer).status_code == 204
+    assert http.delete(f"{sandbox.base_url}/connections/{rows[0]['id']}", headers=bearer).status_code == 404
     assert api.get("staff.api/list").status_code == 403
-    assert httpx.get(sandbox.base_url + "/connections", headers={"Authorization": "Bearer x"}).status_code == 401
+    assert http.get(sandbox.base_url + "/connections", headers={"Authorization": "Bearer x"}).status_code == 401

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import httpx
 
 from xpm_pipeline.sandbox import SandboxServer
-from xpm_pipeline_tests.sandbox.conftest import Api, make_config
+from xpm_pipeline_tests.sandbox.conftest import SSL_CONTEXT, Api, http, make_config
 
 HEADERS = ("x-daylimit-remaining", "x-minlimit-remaining", "x-appminlimit-remaining")
 
@@ -54,7 +54,7 @@ def test_every_xpm_answer_carries_the_headers_and_errors_count(clock):
         unknown = api.get("nothing.api/list")
         api.error(unknown, 404)
         assert [remaining(r)[0] for r in (not_found, bad_range, unknown)] == [49, 48, 47]
-        unauthenticated = httpx.get(sb.api_url + "staff.api/list", headers={"Xero-Tenant-Id": sb.tenant_ids[0]})
+        unauthenticated = http.get(sb.api_url + "staff.api/list", headers={"Xero-Tenant-Id": sb.tenant_ids[0]})
         assert unauthenticated.status_code == 401 and remaining(unauthenticated)[0] == 47
 
 
@@ -126,7 +126,7 @@ def test_concurrent_limit_with_latency_fault(clock):
         results = []
 
         def slow_call() -> None:
-            with httpx.Client(base_url=sb.api_url, headers=api.http.headers, timeout=10) as http:
+            with httpx.Client(base_url=sb.api_url, verify=SSL_CONTEXT, headers=api.http.headers, timeout=10) as http:
                 results.append(http.get("staff.api/list").status_code)
 
         threads = [threading.Thread(target=slow_call) for _ in range(2)]

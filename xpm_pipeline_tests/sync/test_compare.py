@@ -187,6 +187,17 @@ def test_text_compares_equal_across_string_dtypes():
     assert_same(with_column(new, "note", pd.Series(["Ünïcödé ✓ 😀".encode(), None], dtype=object)), new)
 
 
+@pytest.mark.parametrize("dtype", [object, "string[python]", "str"])
+def test_text_after_a_nul_character_counts(dtype):
+    """pandas hashes all-text object columns as C strings ("a\x00b" == "a"); the comparison must not."""
+    notes = ["a\x00b", "\x00", "a", ""]
+    new = xpm_frame([entry(str(uuidlib.UUID(int=10 + i, version=4)), note=n) for i, n in enumerate(notes)])
+    old = with_column(new, "note", pd.Series(["a", "", "a\x00c", "\x00"], dtype=dtype))
+    result = compare_entity(TIMESHEET, old, with_column(new, "note", pd.Series(notes, dtype=dtype)))
+    assert result.changes[[OLD_VALUE, NEW_VALUE]].values.tolist() == [["a", "a\x00b"], ["", "\x00"], ["a\x00c", "a"], ["\x00", ""]]
+    assert_same(with_column(new, "note", pd.Series(notes, dtype=dtype)), new)
+
+
 def test_uuids_compare_without_case_and_as_uuid_objects():
     rows = [entry(U1, task_uuid=U3), entry(U2, task_uuid=None)]
     new = xpm_frame(rows)
@@ -328,7 +339,10 @@ def test_bad_keys_and_columns_are_refused():
 def test_a_hash_difference_alone_never_reports_a_change(monkeypatch):
     """Even if every row hashed differently, only fields that differ are reported."""
     rows = [entry(U1), entry(U2), entry(U3, note=None)]
-    monkeypatch.setattr(compare_module, "_row_hashes", lambda old, new, *_: (np.arange(len(old), dtype=np.uint64), np.arange(len(new), dtype=np.uint64) + np.uint64(10**6)))
+    def all_differ(old, new, *_):
+        return np.arange(len(old), dtype=np.uint64), np.arange(len(new), dtype=np.uint64) + np.uint64(10**6)
+
+    monkeypatch.setattr(compare_module, "_row_hashes", all_differ)
     result = compare_entity(TIMESHEET, xpm_frame(rows), xpm_frame([rows[2], rows[0], entry(U2, minutes=1)]))
     assert field_changes(result) == {(U2, "minutes", "-90", "1")}
     assert result.counts["unchanged"] == 2
@@ -519,5 +533,6 @@ def test_one_changed_field_always_changes_the_row_hash(data):
     edited = [dict(r) for r in rows]
     edited[index][name] = data.draw(VALUES[name].filter(lambda v: v != rows[index][name]))
     old, new = xpm_frame(rows), xpm_frame(edited)
-    hash_old, hash_new = compare_module._row_hashes(old, new, NAMES[1:], TYPES)
+    pairs = np.arange(len(rows))
+    hash_old, hash_new = compare_module._row_hashes(old, new, pairs, pairs, NAMES[1:], TYPES)
     assert (hash_old != hash_new).tolist() == [i == index for i in range(len(rows))]
