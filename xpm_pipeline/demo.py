@@ -105,7 +105,8 @@ class PersonEdits:
         if members:
             group = members[0]["group_uuid"]
             inside = {m["client_uuid"] for m in members if m["group_uuid"] == group}
-            newcomer = next(c["uuid"] for c in self._rows("client") if c["uuid"] not in inside)
+            newcomer = next(c["uuid"] for c in self._rows("client")
+                            if c["uuid"] not in inside and not c["is_deleted"] and not c["is_archived"])
             self._call("POST", f"groups/{group}/members", {"client_uuid": newcomer})
             self.done.append("added a client to a client group")
         return self.done

@@ -205,7 +205,7 @@ def _row_hashes(
     hash_new = np.full(len(new), _SEED, dtype=np.uint64)
     for name in columns:
         before, after, type_ = old[name], new[name], types[name]
-        if type_ in (T.TEXT, T.UUID) and isinstance(before.dtype, pd.StringDtype) and before.dtype == after.dtype:
+        if _mostly_distinct_text(before, after, type_):
             ids_old, ids_new = _pair_ids(before, after, type_, old_rows, new_rows)
         else:
             ids_old, ids_new = _value_ids(before, after, type_, name)
@@ -232,6 +232,15 @@ def _value_ids(old: pd.Series, new: pd.Series, type_: ColumnType, name: str) -> 
     return codes[: len(old)], codes[len(old) :]
 
 
+def _mostly_distinct_text(old: pd.Series, new: pd.Series, type_: ColumnType, sample: int = 8192) -> bool:
+    """Text in pandas' string dtype whose values are mostly distinct (judged on the first rows):
+    cheaper to compare pair by pair than to factorize. Either way the answer is exact."""
+    if type_ not in (T.TEXT, T.UUID) or not isinstance(old.dtype, pd.StringDtype) or old.dtype != new.dtype:
+        return False
+    head = old.iloc[:sample].dropna()
+    return head.nunique() > len(head) // 2
+
+
 def _pair_ids(
     old: pd.Series, new: pd.Series, type_: ColumnType, old_rows: np.ndarray, new_rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -242,16 +251,22 @@ def _pair_ids(
     (notes, keys of other entities): the pairs are compared vectorised, with no hashing at all.
     """
     before, after = old.array.take(old_rows), new.array.take(new_rows)
-    if type_ is T.UUID:
-        before, after = pd.Index(before).str.lower().array, pd.Index(after).str.lower().array
     gap_before, gap_after = pd.isna(before), pd.isna(after)
-    equal = before == after
-    equal = equal.to_numpy(dtype=bool, na_value=False) if hasattr(equal, "to_numpy") else np.asarray(equal, dtype=bool)
-    same = (gap_before & gap_after) | (~gap_before & ~gap_after & equal)
+    same = (gap_before & gap_after) | (~gap_before & ~gap_after & _equal(before, after))
+    if type_ is T.UUID:  # UUIDs are equal whatever their case; lowercase only the pairs that differ
+        differ = np.flatnonzero(~same & ~gap_before & ~gap_after)
+        lower = [pd.Index(side.take(differ)).str.lower().array for side in (before, after)]
+        same[differ] = _equal(*lower)
     ids_old = np.arange(len(old))
     ids_new = np.arange(len(old), len(old) + len(new))
     ids_new[new_rows[same]] = old_rows[same]
     return ids_old, ids_new
+
+
+def _equal(left, right) -> np.ndarray:
+    """Element-wise equality of two string arrays of one dtype (False where either is missing)."""
+    equal = left == right
+    return equal.to_numpy(dtype=bool, na_value=False) if hasattr(equal, "to_numpy") else np.asarray(equal, dtype=bool)
 
 
 def _factorize(values) -> tuple[np.ndarray, pd.Index | np.ndarray]:

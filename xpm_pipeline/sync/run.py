@@ -110,14 +110,16 @@ def run_sync(ctx: SyncContext, entities: Iterable[str] | None = None, *, on_step
             continue
         outcome.run_id = run.run_id
         try:
-            outcome.result = step.run(ctx, run)
+            step.run(ctx, run)
         except Exception as exc:  # recorded on the run; the caller sees it in the report
+            outcome.result = run.total  # what was committed before the failure stays committed
             outcome.error = _one_line(exc)
             outcome.api_calls = ctx.calls() - calls
             run.fail(exc)
             if isinstance(exc, XPMAuthError):
                 break
             continue
+        outcome.result = run.total
         outcome.api_calls = ctx.calls() - calls
         run.finish()
     return report

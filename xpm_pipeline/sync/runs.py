@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, insert, select, update
@@ -49,6 +49,7 @@ class SyncRun:
     done_scopes: frozenset[str] = frozenset()
     resumes_run_id: str | None = None
     lease: timedelta = DEFAULT_LEASE
+    total: LoadResult = field(default_factory=LoadResult)  # what this run committed so far
 
     def is_done(self, scope: str) -> bool:
         return scope in self.done_scopes
@@ -68,6 +69,7 @@ class SyncRun:
                 .where(sync_runs.c.run_id == self.run_id)
                 .values(heartbeat_at=now, **_count_increments(result, api_calls))
             )
+        self.total += result
 
     def add(self, result: LoadResult, *, api_calls: int = 0) -> None:
         """Add work done outside checkpoints to the run's totals."""
@@ -77,6 +79,7 @@ class SyncRun:
                 .where(sync_runs.c.run_id == self.run_id)
                 .values(heartbeat_at=self.clock.now(), **_count_increments(result, api_calls))
             )
+        self.total += result
 
     def finish(self) -> None:
         self._end(SUCCEEDED, None)
