@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_FLAGS ?=
 
-.PHONY: venv demo test test-slow ui clean
+.PHONY: venv demo test test-slow ui bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test-slow: $(STAMP)
 ## make ui: the XPM sandbox plus a local Dagster UI on this code location
 ui: $(STAMP)
 	$(BIN)/xpm-pipeline ui
+
+## make bench: the benchmark scripts (installs the peer libraries they compare against)
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/parse_bench.py
+	$(BIN)/python benchmarks/compare_bench.py
+	XPM_TEST_POSTGRES_URL=$${XPM_TEST_POSTGRES_URL:-postgresql://postgres@127.0.0.1:5432/test} $(BIN)/python benchmarks/load_bench.py
 
 clean:
 	rm -rf $(VENV) .xpm .pytest_cache
