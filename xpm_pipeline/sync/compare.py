@@ -180,17 +180,22 @@ def _positions(ids: np.ndarray, size: int, frame: pd.DataFrame, key: tuple[str, 
 
 _SEED = np.uint64(0xCBF29CE484222325)
 _PRIME = np.uint64(0x100000001B3)  # odd, so multiplying by it is a bijection on uint64
+_MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
-def _mix(ids: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser (what ``pandas.util.hash_array`` applies to integers): a bijection."""
-    h = ids.astype(np.uint64)
-    h ^= h >> np.uint64(30)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(27)
-    h *= np.uint64(0x94D049BB133111EB)
-    h ^= h >> np.uint64(31)
-    return h
+def _fold(hashes: np.ndarray, ids: np.ndarray, scratch: np.ndarray) -> None:
+    """``hashes = (hashes ^ mix(ids)) * P`` in place, where ``mix`` is splitmix64's finaliser (what
+    ``pandas.util.hash_array`` applies to integers), a bijection. Overwrites ``ids`` (int64)."""
+    h = ids.view(np.uint64)
+    tmp = scratch[: len(h)]
+    for shift, multiplier in ((30, _MIX1), (27, _MIX2)):
+        np.right_shift(h, np.uint64(shift), out=tmp)
+        h ^= tmp
+        h *= multiplier
+    np.right_shift(h, np.uint64(31), out=tmp)
+    h ^= tmp
+    hashes ^= h
+    hashes *= _PRIME
 
 
 def _row_hashes(
@@ -203,16 +208,15 @@ def _row_hashes(
     """
     hash_old = np.full(len(old), _SEED, dtype=np.uint64)
     hash_new = np.full(len(new), _SEED, dtype=np.uint64)
+    scratch = np.empty(max(len(old), len(new)), dtype=np.uint64)
     for name in columns:
         before, after, type_ = old[name], new[name], types[name]
         if _mostly_distinct_text(before, after, type_):
             ids_old, ids_new = _pair_ids(before, after, type_, old_rows, new_rows)
         else:
             ids_old, ids_new = _value_ids(before, after, type_, name)
-        hash_old ^= _mix(ids_old)
-        hash_old *= _PRIME
-        hash_new ^= _mix(ids_new)
-        hash_new *= _PRIME
+        _fold(hash_old, ids_old.astype(np.int64, copy=False), scratch)
+        _fold(hash_new, ids_new.astype(np.int64, copy=False), scratch)
     return hash_old, hash_new
 
 

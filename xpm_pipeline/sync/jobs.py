@@ -2,7 +2,8 @@
 
 - ``job.api/current`` (detailed) gives every active job with its tasks: loaded as they are, and tasks
   missing from an active job are soft-deleted (deleted in XPM);
-- ``job.api/list`` over the last few weeks catches jobs created lately, even if already closed;
+- ``job.api/list`` over the last few weeks catches jobs created lately, even if already closed (initial
+  and re-sync read it over the whole time-entry history, so old time entries find their closed jobs);
 - a job the warehouse holds as active that is in neither answer has left the active list: it is
   confirmed with ``job.api/get`` while the nightly budget allows (its real state, or "not found" =
   deleted), and otherwise marked ``Completed`` with its tasks, ``_completed_reason`` saying why.
@@ -21,7 +22,7 @@ from xpm_pipeline.warehouse.load import LoadResult, Scope, load_entity, mark_del
 from xpm_pipeline.warehouse.schema import table_for
 from xpm_pipeline.xpm.errors import XPMNotFound
 from xpm_pipeline.xpm.parse import Rows
-from xpm_pipeline.xpm.windows import split_range
+from xpm_pipeline.xpm.windows import add_months, split_range
 
 COMPLETED = "Completed"
 REASON_MISSING = "missing from XPM's active job list (job.api/current); not confirmed"
@@ -44,8 +45,8 @@ def sync_jobs(ctx: SyncContext, run: SyncRun) -> LoadResult:
     calls = ctx.calls()
     answers = [ctx.client.current_jobs(detailed=True)]
     current_uuids = set(answers[0]["job"].column("uuid"))
-    window = split_range(ctx.today - timedelta(days=ctx.options.recent_jobs_days), ctx.today)[-1]
-    answers.append(ctx.client.jobs_created(window, detailed=True))
+    for window in _created_windows(ctx):
+        answers.append(ctx.client.jobs_created(window, detailed=True))
     seen = _merge_rows([answer.rows for answer in answers])
     gone = _active_jobs_missing(ctx, set(seen["job"].column("uuid")))
 
@@ -82,6 +83,14 @@ def sync_jobs(ctx: SyncContext, run: SyncRun) -> LoadResult:
             result += LoadResult(deleted=mark_deleted(conn, "job_task", ctx.tenant_id, task_keys, at=ctx.now))
     run.add(result, api_calls=ctx.calls() - calls)
     return result
+
+
+def _created_windows(ctx: SyncContext):
+    """Initial and re-sync also bring the jobs created over the time-entry history (closed ones too,
+    so every time entry finds its job); nightly looks at the last few weeks only."""
+    if ctx.full:
+        return split_range(add_months(ctx.today, -ctx.options.initial_back_months), ctx.today)
+    return split_range(ctx.today - timedelta(days=ctx.options.recent_jobs_days), ctx.today)
 
 
 def _active_jobs_missing(ctx: SyncContext, seen: set[str]) -> list[tuple[str, str]]:

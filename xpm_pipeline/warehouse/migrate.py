@@ -35,6 +35,7 @@ _LOCK_KEY = zlib.crc32(b"xpm-pipeline/migrate")
 MIGRATION_MODULES: list[str] = [
     "xpm_pipeline.warehouse.entity_migrations",  # 2: entity tables
     "xpm_pipeline.warehouse.schema",  # 3: sync bookkeeping
+    "xpm_pipeline.warehouse.views",  # 4: analyst views
 ]
 """Modules whose ``@migration`` declarations ``migrate()`` imports first (append yours)."""
 
