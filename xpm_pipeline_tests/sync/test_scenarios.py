@@ -257,3 +257,77 @@ def test_analyst_views_join_what_the_initial_sync_loaded(engine, client, tenant,
     assert round(float(minutes_from_hours)) == minutes
     assert {row.entity for row in status} == {"staff", "task", "client", "client_group", "job", "timesheet"}
     assert all(row.status == "succeeded" and row.last_success_at is not None for row in status)
+
+
+_CHILD = r"""
+import json, sys
+from xpm_pipeline.secrets import Secret
+from xpm_pipeline.sync.context import INITIAL, SyncContext
+from xpm_pipeline.sync.run import run_sync
+from xpm_pipeline.warehouse.db import make_engine
+from xpm_pipeline.xpm.client import XPMClient
+
+args = json.loads(sys.argv[1])
+
+class Static:
+    def access_token(self, tenant_id):
+        return Secret(args["token"])
+    force_refresh = lambda self, tenant_id, rejected: Secret(args["token"])
+
+client = XPMClient(base_url=args["api"], tenant_id=args["tenant"], tokens=Static())
+run_sync(SyncContext(make_engine(args["db"]), client, args["tenant"], INITIAL), ["timesheet"])
+"""
+
+
+def test_killed_initial_sync_resumes_without_duplicates_or_refetching(warehouse_url, tmp_path):
+    """SIGKILL a real initial sync in another process half way, then run it again here."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from xpm_pipeline.warehouse.schema import sync_checkpoints
+
+    clock = ManualClock(datetime.now(timezone.utc))  # the child's bookkeeping uses the real clock
+    engine = make_engine(warehouse_url)
+    migrate(engine, clock=clock)
+    with SandboxServer(SandboxConfig(size="small", seed=11, tenants=1, clock=clock), port=0) as sandbox:
+        tenant = sandbox.tenant_ids[0]
+        httpx.post(f"{sandbox.base_url}/_sandbox/faults",
+                   json={"path": "time.api/list", "kind": "latency", "seconds": 0.15, "count": 1000})
+        args = {"api": api_base_from(sandbox.base_url), "tenant": tenant, "db": warehouse_url,
+                "token": sandbox.issue_token(tenant)["access_token"]}
+        child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(args)])
+        try:
+            deadline = time.monotonic() + 60
+            done = 0
+            while done < 12 and time.monotonic() < deadline and child.poll() is None:
+                time.sleep(0.05)
+                with engine.connect() as conn:
+                    done = conn.execute(select(func.count()).select_from(sync_checkpoints)).scalar()
+            assert child.poll() is None, "the child finished before it could be killed"
+            os.kill(child.pid, signal.SIGKILL)
+        finally:
+            child.wait(10)
+        httpx.delete(f"{sandbox.base_url}/_sandbox/faults")
+        with engine.connect() as conn:
+            checkpointed = conn.execute(select(func.count()).select_from(sync_checkpoints)).scalar()
+        assert 12 <= checkpointed < 49
+
+        clock.advance(16 * 60)  # past the killed run's lease: it is declared abandoned and resumed
+        seen = len(sandbox.request_log)
+        with XPMClient(base_url=api_base_from(sandbox.base_url), tenant_id=tenant,
+                       tokens=SandboxTokens(sandbox, tenant), clock=clock) as client:
+            resumed = sync(engine, client, tenant, clock, INITIAL, ["timesheet"])
+        refetched = [e for e in sandbox.request_log[seen:] if e["path"].endswith("time.api/list") and e["status"] == 200]
+        assert len(refetched) == 49 - checkpointed
+        assert_no_duplicate_keys(engine, tenant)
+        assert len(_live(engine, "timesheet", tenant)) == sandbox.state.tenant(tenant).counts()["times"]
+        with engine.connect() as conn:
+            runs = conn.execute(select(sync_runs).order_by(sync_runs.c.started_at)).all()
+        assert [r.status for r in runs] == ["failed", "succeeded"]
+        assert runs[0].error.startswith("abandoned") and runs[1].resumes_run_id == runs[0].run_id
+        assert resumed.ok
+    engine.dispose()
