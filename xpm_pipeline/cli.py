@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from xpm_pipeline.config import ConfigError, Settings
+from xpm_pipeline.config import ConfigError
 from xpm_pipeline.secrets import RedactingFilter, TokenCipher, TokenKeyError
 from xpm_pipeline.xpm.errors import XPMError
 
@@ -188,6 +188,31 @@ def demo(
     if size not in ("small", "medium", "large"):
         raise typer.BadParameter("choose small, medium or large", param_hint="--size")
     run_demo(size=size, seed=seed, home=home, console=console)
+
+
+@app.command()
+def ui(
+    port: Annotated[int, typer.Option(help="Port of the Dagster UI.")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface the Dagster UI listens on.")] = "127.0.0.1",
+    size: Annotated[str, typer.Option(help="Sandbox organisation size: small, medium or large.")] = "small",
+    seed: Annotated[int, typer.Option(help="Seed of the generated organisations.")] = 1,
+    tenants: Annotated[int, typer.Option(help="Number of sandbox practices (tenants), 1-50.")] = 3,
+    minute_limit: Annotated[int, typer.Option(help="Sandbox calls per tenant per minute (XPM: 60).")] = 60,
+    home: Annotated[Path, typer.Option(help="Folder for the sandbox state, warehouse, token key and DAGSTER_HOME.")] = Path(".xpm/ui"),
+) -> None:
+    """Start the XPM sandbox with seeded practices, connect them, and run `dagster dev` on this code location."""
+    from xpm_pipeline.defs.dev import UIOptions, run_ui
+
+    if size not in ("small", "medium", "large"):
+        raise typer.BadParameter("choose small, medium or large", param_hint="--size")
+    if not 1 <= tenants <= 50:
+        raise typer.BadParameter("choose 1-50", param_hint="--tenants")
+    if not 0 < port < 65536:
+        raise typer.BadParameter("choose a port 1-65535", param_hint="--port")
+    options = UIOptions(home=home, host=host, port=port, size=size, seed=seed, tenants=tenants, minute_limit=minute_limit)
+    code = run_ui(options, announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    if code:
+        raise typer.Exit(code)
 
 
 _EXPECTED = (ConfigError, TokenKeyError, XPMError, ValueError, OSError)

@@ -27,7 +27,7 @@ from xpm_pipeline.warehouse.migrate import migrate
 from xpm_pipeline.warehouse.schema import sync_runs, table_for, timesheet_changes
 from xpm_pipeline.xpm.client import XPMClient
 from xpm_pipeline.xpm.parse import Rows
-from xpm_pipeline_tests.xpm.test_client_sandbox import SandboxTokens
+from xpm_pipeline_tests.support import sandbox_client
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 
@@ -58,8 +58,7 @@ def tenant(sandbox):
 
 @pytest.fixture
 def client(sandbox, tenant, clock):
-    with XPMClient(base_url=api_base_from(sandbox.base_url), tenant_id=tenant, tokens=SandboxTokens(sandbox, tenant),
-                   clock=clock) as xpm:
+    with sandbox_client(sandbox, tenant, clock) as xpm:
         yield xpm
 
 
@@ -138,8 +137,7 @@ def test_initial_load_matches_the_sandbox_row_for_row(engine, sandbox, client, t
 
 def test_tenants_do_not_touch_each_other(engine, sandbox, clock):
     for tenant in sandbox.tenant_ids:
-        with XPMClient(base_url=api_base_from(sandbox.base_url), tenant_id=tenant,
-                       tokens=SandboxTokens(sandbox, tenant), clock=clock) as xpm:
+        with sandbox_client(sandbox, tenant, clock) as xpm:
             sync(engine, xpm, tenant, clock, INITIAL, ["staff", "job"])
     staff = table_for("staff")
     with engine.connect() as conn:
@@ -318,8 +316,7 @@ def test_killed_initial_sync_resumes_without_duplicates_or_refetching(warehouse_
 
         clock.advance(16 * 60)  # past the killed run's lease: it is declared abandoned and resumed
         seen = len(sandbox.request_log)
-        with XPMClient(base_url=api_base_from(sandbox.base_url), tenant_id=tenant,
-                       tokens=SandboxTokens(sandbox, tenant), clock=clock) as client:
+        with sandbox_client(sandbox, tenant, clock) as client:
             resumed = sync(engine, client, tenant, clock, INITIAL, ["timesheet"])
         refetched = [e for e in sandbox.request_log[seen:] if e["path"].endswith("time.api/list") and e["status"] == 200]
         assert len(refetched) == 49 - checkpointed

@@ -10,7 +10,6 @@ import pytest
 from xpm_pipeline.clock import ManualClock
 from xpm_pipeline.config import api_base_from
 from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
-from xpm_pipeline.secrets import Secret
 from xpm_pipeline.xpm.client import RetryPolicy, XPMClient
 from xpm_pipeline.xpm.errors import (
     XPMAuthError,
@@ -20,26 +19,9 @@ from xpm_pipeline.xpm.errors import (
     XPMUnclearOutcome,
 )
 from xpm_pipeline.xpm.windows import DateWindow, add_months, month_windows, split_range
+from xpm_pipeline_tests.support import SandboxTokens, admin, sandbox_client
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
-
-
-class SandboxTokens:
-    """Tokens straight from the sandbox's admin endpoint; force_refresh asks for a new one."""
-
-    def __init__(self, sandbox: SandboxServer, tenant_id: str) -> None:
-        self.sandbox = sandbox
-        self.refreshes = 0
-        self.current = Secret(sandbox.issue_token(tenant_id)["access_token"])
-        self.tenant_id = tenant_id
-
-    def access_token(self, tenant_id: str) -> Secret:
-        return self.current
-
-    def force_refresh(self, tenant_id: str, rejected: Secret) -> Secret:
-        self.refreshes += 1
-        self.current = Secret(self.sandbox.issue_token(self.tenant_id)["access_token"])
-        return self.current
 
 
 @pytest.fixture
@@ -65,17 +47,9 @@ def tokens(sandbox, tenant) -> SandboxTokens:
 
 @pytest.fixture
 def client(sandbox, tenant, tokens, clock):
-    with XPMClient(
-        base_url=api_base_from(sandbox.base_url), tenant_id=tenant, tokens=tokens, clock=clock,
-        retry=RetryPolicy(max_attempts=3), timeout=httpx.Timeout(5.0),
-    ) as xpm:
+    with sandbox_client(sandbox, tenant, clock, tokens=tokens, retry=RetryPolicy(max_attempts=3),
+                        timeout=httpx.Timeout(5.0)) as xpm:
         yield xpm
-
-
-def admin(sandbox, method: str, path: str, body=None):
-    response = httpx.request(method, f"{sandbox.base_url}/_sandbox/{path}", json=body, timeout=10)
-    assert response.status_code < 300, response.text
-    return response.json()
 
 
 def counts(sandbox, tenant) -> dict:
