@@ -1,0 +1,112 @@
+"""The `xpm-pipeline` command as a user runs it: real processes, a real sandbox, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from cryptography.fernet import Fernet
+
+from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
+from xpm_pipeline.secrets import TokenCipher
+
+
+def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    merged = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "xpm_pipeline.cli", *args], capture_output=True, text=True,
+                          env=merged, timeout=timeout)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with SandboxServer(SandboxConfig(size="small", seed=5, tenants=2), port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def env(sandbox, tmp_path):
+    return {
+        "XPM_API_BASE_URL": sandbox.base_url,
+        "XPM_CLIENT_ID": sandbox.client_id,
+        "XPM_CLIENT_SECRET": sandbox.client_secret,
+        "XPM_TOKEN_KEY": TokenCipher.generate_key(),
+        "XPM_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
+        "XPM_HOME": str(tmp_path / ".xpm"),
+    }
+
+
+def test_help_lists_every_command():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("sandbox", "keygen", "connect", "disconnect", "tenants", "sync", "demo"):
+        assert command in result.stdout
+
+
+def test_keygen_prints_a_fernet_key():
+    result = run("keygen")
+    assert result.returncode == 0
+    Fernet(result.stdout.strip().encode())
+
+
+def test_connect_tenants_sync_disconnect(env, sandbox):
+    connected = run("connect", "--yes", "--tenant", sandbox.tenant_ids[0], env=env)
+    assert connected.returncode == 0, connected.stderr
+    assert sandbox.tenant_ids[0] in connected.stdout and sandbox.tenant_ids[1] not in connected.stdout
+
+    listed = run("tenants", env=env)
+    assert listed.returncode == 0 and sandbox.tenant_ids[0] in listed.stdout
+
+    synced = run("sync", "--tenant", sandbox.tenant_ids[0], "--mode", "initial", "--entity", "staff",
+                 "--entity", "task", env=env)
+    assert synced.returncode == 0, synced.stderr
+    assert "staff" in synced.stdout and "task" in synced.stdout and "ok" in synced.stdout
+
+    again = run("sync", "--tenant", sandbox.tenant_ids[0], "--mode", "hourly", env=env)
+    assert again.returncode == 0, again.stderr
+
+    gone = run("disconnect", "--tenant", sandbox.tenant_ids[0], env=env)
+    assert gone.returncode == 0, gone.stderr
+    assert "not connected" in one_line_error(run("sync", "--tenant", sandbox.tenant_ids[0], env=env))
+
+
+def test_secrets_never_reach_the_output(env, sandbox):
+    connected = run("connect", "--yes", env=env)
+    assert connected.returncode == 0
+    for stream in (connected.stdout, connected.stderr):
+        assert env["XPM_CLIENT_SECRET"] not in stream and env["XPM_TOKEN_KEY"] not in stream
+
+
+@pytest.mark.parametrize(
+    "args, overrides, expected",
+    [
+        (("sync", "--tenant", "nobody", "--mode", "initial"), {}, "not connected"),
+        (("sync", "--tenant", "x", "--mode", "weekly"), {}, "initial, hourly or nightly"),
+        (("sync", "--tenant", "x", "--mode", "hourly", "--entity", "client"), {}, "hourly sync does not cover client"),
+        (("sync", "--tenant", "x", "--entity", "invoices"), {}, "unknown entity"),
+        (("tenants",), {"XPM_TOKEN_KEY": ""}, "XPM_TOKEN_KEY"),
+        (("tenants",), {"XPM_DAILY_LIMIT": "lots"}, "XPM_DAILY_LIMIT must be an integer"),
+        (("tenants",), {"XPM_API_BASE_URL": "ftp://nowhere"}, "not an http(s) URL"),
+        (("tenants",), {"XPM_TOKEN_KEY": "short"}, "XPM_TOKEN_KEY"),
+        (("demo", "--size", "huge"), {}, "small, medium or large"),
+    ],
+)
+def test_bad_input_is_one_line_and_non_zero(env, args, overrides, expected):
+    message = one_line_error(run(*args, env={**env, **overrides}))
+    assert expected in message
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    result = run("demo", "--size", "small", "--home", str(tmp_path / "demo"), timeout=300)
+    assert result.returncode == 0, result.stderr
+    for text in ("initial sync", "hourly sync", "nightly sync", "xpm_timesheets", "xpm_timesheet_changes"):
+        assert text in result.stdout
