@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from xpm_pipeline.clock import SYSTEM_CLOCK, Clock
 from xpm_pipeline.config import Settings
+from xpm_pipeline.quota import QuotaLedger
 from xpm_pipeline.warehouse.db import make_engine
 from xpm_pipeline.warehouse.migrate import migrate
 from xpm_pipeline.xpm.client import CallObserver, XPMClient
@@ -21,9 +22,11 @@ class Runtime:
     settings: Settings
     engine: Engine
     tokens: TokenStore
+    ledger: QuotaLedger
     clock: Clock = field(default=SYSTEM_CLOCK)
 
     def client(self, tenant_id: str, observers: Sequence[CallObserver] = ()) -> XPMClient:
+        """A client whose every call is first admitted by the shared quota ledger."""
         known = {t.tenant_id for t in self.tokens.tenants(active_only=True)}
         if tenant_id not in known:
             raise TenantNotConnected(
@@ -35,7 +38,7 @@ class Runtime:
             tenant_id=tenant_id,
             tokens=self.tokens,
             clock=self.clock,
-            observers=observers,
+            observers=[self.ledger, *observers],
         )
 
     def close(self) -> None:
@@ -49,4 +52,7 @@ def open_runtime(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOC
     engine = make_engine(settings.warehouse_url)
     migrate(engine, clock=clock)
     tokens = TokenStore.from_settings(settings, engine, clock=clock)
-    return Runtime(settings=settings, engine=engine, tokens=tokens, clock=clock)
+    # Production counts quota on the database's clock (every process and host agrees); an injected
+    # clock (tests, the demo's simulated day) drives the ledger too.
+    ledger = QuotaLedger.from_settings(engine, settings, clock=None if clock is SYSTEM_CLOCK else clock)
+    return Runtime(settings=settings, engine=engine, tokens=tokens, ledger=ledger, clock=clock)

@@ -35,7 +35,9 @@ ledger = Table(
         comment="Admission order (increasing per tenant: admissions of a tenant are serialized).",
     ),
     Column("tenant_id", String(64), nullable=False, comment="XPM organisation (Xero-Tenant-Id) the call spends."),
-    Column("admitted_at", UtcDateTime, nullable=False, comment="When the ledger admitted the call (just before sending)."),
+    Column(
+        "admitted_at", UtcDateTime, nullable=False, comment="When the ledger admitted the call (just before sending)."
+    ),
     Column("direction", String(5), nullable=False, comment="read (sync) | write (export)."),
     Column(
         "background", Boolean, nullable=False, default=False,
@@ -84,7 +86,9 @@ limits = Table(
     Column("daily_reserve", Integer, nullable=True, comment="Calls per day kept for syncs (NULL: XPM_DAILY_RESERVE)."),
     Column("minute_limit", Integer, nullable=True, comment="Calls in any 60 s (NULL: XPM_MINUTE_LIMIT)."),
     Column("concurrent_limit", Integer, nullable=True, comment="Calls in flight (NULL: 5)."),
-    Column("low_budget_share", Float, nullable=True, comment="Day share background reads leave to exports (NULL: 0.10)."),
+    Column(
+        "low_budget_share", Float, nullable=True, comment="Day share background reads leave to exports (NULL: 0.10)."
+    ),
     Column("day_window", String(8), nullable=True, comment="rolling | fixed (NULL: rolling)."),
     Column("note", Text, nullable=True, comment="Why this tenant differs, e.g. 'entry tier: 1,000/day'."),
     Column("updated_at", UtcDateTime, nullable=False, comment="When the row was last set."),

@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy import insert, select
 
 from xpm_pipeline.entities import ENTITIES
+from xpm_pipeline.quota import background_reads
 from xpm_pipeline.sync.compare import compare_entity
 from xpm_pipeline.sync.context import HOURLY, SyncContext
 from xpm_pipeline.sync.runs import SyncRun
@@ -84,8 +85,9 @@ def _nightly(ctx: SyncContext, run: SyncRun) -> LoadResult:
     calls = ctx.calls()
     span = nightly_range(ctx)
     fetched = Rows(TIMESHEET)
-    for window in split_range(span.start, span.end):
-        fetched.extend(ctx.client.time_entries(window))
+    with background_reads():  # the nightly reconcile gives way to exports when the day's budget runs low
+        for window in split_range(span.start, span.end):
+            fetched.extend(ctx.client.time_entries(window))
     new = fetched.to_frame()
     old = _warehouse_frame(ctx, span)
     comparison = compare_entity(TIMESHEET, old, new)

@@ -36,6 +36,7 @@ MIGRATION_MODULES: list[str] = [
     "xpm_pipeline.warehouse.entity_migrations",  # 2: entity tables
     "xpm_pipeline.warehouse.schema",  # 3: sync bookkeeping
     "xpm_pipeline.warehouse.views",  # 4: analyst views
+    "xpm_pipeline.quota.tables",  # 10: quota ledger
 ]
 """Modules whose ``@migration`` declarations ``migrate()`` imports first (append yours)."""
 

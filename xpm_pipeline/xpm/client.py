@@ -288,16 +288,16 @@ class XPMClient:
             observer.before_call(info)
         request_headers = dict(headers)
         request_headers["Authorization"] = f"Bearer {token.reveal()}"
+        answered: CallResult | None = None
         try:
             with self._http.stream(method, path, params=params, content=body, headers=request_headers) as response:
-                result = _result_of(response)
-                self._notify(info, result)
-                return self._handle(info, response, result, entity, safe_to_repeat)
+                answered = _result_of(response)
+                return self._handle(info, response, answered, entity, safe_to_repeat)
         except _NOT_SENT as exc:
-            self._notify(info, CallResult(status_code=None, sent=False))
+            answered = CallResult(status_code=None, sent=False)
             raise _Retry(f"connection failed ({type(exc).__name__})") from None
         except _UNCLEAR as exc:
-            self._notify_unanswered(info)
+            answered = answered or CallResult(status_code=None, sent=True)
             if not safe_to_repeat:
                 raise XPMUnclearOutcome(
                     f"XPM {method} {path}: no clear answer after sending ({type(exc).__name__}); "
@@ -305,11 +305,9 @@ class XPMClient:
                     path=path,
                 ) from None
             raise _Retry(f"no answer ({type(exc).__name__})") from None
-
-    def _notify_unanswered(self, info: CallInfo) -> None:
-        # A call whose answer was lost may already have been counted by an admitted response; only
-        # report it when the response never arrived.
-        self._notify(info, CallResult(status_code=None, sent=True))
+        finally:
+            # Observers hear of the call once, after its body was read: until then it is in flight.
+            self._notify(info, answered or CallResult(status_code=None, sent=True))
 
     def _notify(self, info: CallInfo, result: CallResult) -> None:
         for observer in self.observers:
