@@ -110,3 +110,62 @@ def test_demo_runs_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     for text in ("initial sync", "hourly sync", "nightly sync", "xpm_timesheets", "xpm_timesheet_changes"):
         assert text in result.stdout
+
+
+@pytest.mark.slow
+def test_sandbox_serve_large_starts_and_serves_a_year_of_time(tmp_path):
+    """The acceptance check as a user would run it: the command, its one line, then a year of time."""
+    import re
+    import select
+    import signal
+    import time
+    from datetime import date
+
+    from xpm_pipeline.config import api_base_from
+    from xpm_pipeline.xpm.windows import DateWindow
+    from xpm_pipeline_tests.support import admin
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "xpm_pipeline.cli", "sandbox", "serve", "--size", "large", "--port", "0",
+         "--minute-limit", "1000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        started = time.monotonic()
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "no start line within a minute"
+        line = process.stdout.readline()
+        seconds = time.monotonic() - started
+        match = re.fullmatch(r"XPM sandbox: (http://\S+) client_id=(\S+) client_secret=(\S+)\n", line)
+        assert match, line
+        base_url = match.group(1)
+
+        class Server:  # just enough of SandboxServer for the support helpers
+            pass
+
+        server = Server()
+        server.base_url = base_url
+        tenant = admin(server, "GET", "tenants")[0]["tenant_id"]
+        token = admin(server, "POST", f"tenants/{tenant}/token")["access_token"]
+
+        from xpm_pipeline.secrets import Secret
+        from xpm_pipeline.xpm.client import XPMClient
+
+        class Static:
+            def access_token(self, tenant_id):
+                return Secret(token)
+
+            def force_refresh(self, tenant_id, rejected):
+                return Secret(token)
+
+        today = date.today()
+        with XPMClient(base_url=api_base_from(base_url), tenant_id=tenant, tokens=Static()) as client:
+            fetched = time.monotonic()
+            rows = client.time_entries(DateWindow(today.replace(year=today.year - 1), today))
+            fetch_seconds = time.monotonic() - fetched
+        print(f"\nsandbox serve --size large: ready in {seconds:.1f} s; 1-year window: {len(rows):,} entries "
+              f"fetched and parsed in {fetch_seconds:.1f} s")
+        assert len(rows) > 50_000
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
