@@ -16,25 +16,31 @@ whitespace edit is an edit). None, NaN, NaT and pd.NA are all "missing", and equ
 How it stays fast (a million rows in well under the time of one ``pd.merge`` on the text keys):
 
 1. Keys are factorized once over both sides together, so the join is integer indexing into position
-   tables, never a merge on 36-character strings.
-2. Each business column becomes, on each side, integer ids that are equal exactly when the
-   canonical values are equal (one factorization over both sides; -1 is missing). Text is
-   factorized, not hashed character by character, which is what makes it cheap.
-3. A row's ids fold into one 64-bit row hash, ``h = (h ^ mix(id)) * P`` per column. ``mix`` (the
-   splitmix64 finaliser) and multiplying by an odd ``P`` are both bijections on 64-bit integers, so
-   two rows that differ in ONE field always hash differently. Rows that differ in several fields
-   hash alike with probability about 2**-64 (5e-20) per changed row: at 10,000 changed rows a
-   night, one missed change in roughly 10**15 nights. Equal hashes are accepted as equal rows.
+   tables, never a merge on 36-character strings. The join and the pair-by-pair text of step 2 run
+   on a second thread (Arrow releases the GIL) while the other columns are worked on.
+2. Each business column becomes integer ids per row, such that a new row and the old row with its
+   key get the same id exactly when their canonical values are equal. Where values repeat (dates,
+   minutes, staff, tasks) that is one factorization of both sides together, normalising only the
+   distinct values; for mostly-distinct text (notes) the pairs are compared vectorised instead,
+   which is cheaper than hashing every text.
+3. A row's ids fold into a 64-bit row hash, ``h = (h ^ mix(id)) * P`` per column (one hash per
+   thread; a pair is compared further when either differs). ``mix`` (the splitmix64 finaliser) and
+   multiplying by an odd ``P`` are both bijections on 64-bit integers, so two rows that differ in
+   ONE field always hash differently. Rows that differ in several fields hash alike with probability
+   about 2**-64 (5e-20) per changed row: at 10,000 changed rows a night, one missed change in
+   roughly 10**15 nights. Equal hashes are accepted as equal rows.
 4. Only rows whose hashes differ are compared field by field, on freshly normalised values of just
    those rows, and only a field that really differs is reported; the hash alone never reports one.
 
-Extra memory stays at a few tens of bytes per row (ids, hashes, position tables; one column at a
-time), about 0.3 GB at the peak for 1M rows x 12 columns: see ``benchmarks/compare_bench.py``.
+Extra memory is a few hundred bytes per row at the peak (ids, hashes and position tables, one
+column at a time; the key's distinct values), about 0.4 GB for 1M rows x 12 columns: see
+``benchmarks/compare_bench.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Context, Decimal
@@ -49,7 +55,7 @@ T = ColumnType
 FIELD, OLD_VALUE, NEW_VALUE = "field", "old_value", "new_value"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Comparison:
     """What changed between ``old`` (the warehouse) and ``new`` (XPM).
 
@@ -122,18 +128,19 @@ def compare_frames(
             raise KeyError(f"the {side} frame has no column(s) {absent}")
     types = {name: (types or {}).get(name) or _infer_type(old[name], new[name]) for name in key + columns}
 
-    key_old, key_new = _key_ids(old, new, key, types)
-    size = int(max(key_old.max(initial=-1), key_new.max(initial=-1))) + 1
-    where_old = _positions(key_old, size, old, key, "old")
-    where_new = _positions(key_new, size, new, key, "new")
-    in_old = where_old[key_new]  # for each new row, its position in old, or -1
-    added = np.flatnonzero(in_old < 0)
-    deleted = np.flatnonzero(where_new[key_old] < 0)
-    new_rows = np.flatnonzero(in_old >= 0)
-    old_rows = in_old[new_rows]
-
-    hash_old, hash_new = _row_hashes(old, new, old_rows, new_rows, columns, types)
-    suspect = hash_old[old_rows] != hash_new[new_rows]
+    paired = [name for name in columns if _mostly_distinct_text(old[name], new[name], types[name])]
+    hashes = _RowHashes(len(old), len(new))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The join and the mostly-distinct text are Arrow work, which releases the GIL: they run on a
+        # second core while the other columns are hashed here.
+        keys = [(old[name], new[name], types[name], name) for name in key]
+        joining = pool.submit(_join, keys, [(old[name], new[name], types[name]) for name in paired])
+        for name in columns:
+            if name not in paired:
+                hashes.fold(*_value_ids(old[name], new[name], types[name], name))
+        join = joining.result()
+    added, deleted, old_rows, new_rows = join.added, join.deleted, join.old_rows, join.new_rows
+    suspect = (hashes.old[old_rows] != hashes.new[new_rows]) | (join.hashes.old[old_rows] != join.hashes.new[new_rows])
     changed_rows, changes = _field_changes(old, new, old_rows[suspect], new_rows[suspect], key, columns, types)
 
     return Comparison(
@@ -149,11 +156,40 @@ def compare_frames(
 # --- keys and row hashes -------------------------------------------------------------------------------
 
 
-def _key_ids(old: pd.DataFrame, new: pd.DataFrame, key: tuple[str, ...], types) -> tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class _Join:
+    """Rows of ``new`` whose key ``old`` lacks (``added``), rows of ``old`` whose key ``new`` lacks
+    (``deleted``), the pairs (``old_rows[i]``, ``new_rows[i]``, in ``new`` order), and the row hashes
+    of the mostly-distinct text columns, which are compared pair by pair."""
+
+    added: np.ndarray
+    deleted: np.ndarray
+    old_rows: np.ndarray
+    new_rows: np.ndarray
+    hashes: _RowHashes
+
+
+def _join(keys: list[tuple[pd.Series, pd.Series, ColumnType, str]], paired_text: list[tuple]) -> _Join:
+    """Pair the rows by key; ``keys`` holds (old, new, type, name) of each key column, ``paired_text``
+    (old, new, type) of each column for ``_pair_ids``."""
+    key_old, key_new = _key_ids(keys)
+    size = int(max(key_old.max(initial=-1), key_new.max(initial=-1))) + 1
+    where_old = _positions(key_old, size, [old for old, *_ in keys], "old")
+    where_new = _positions(key_new, size, [new for _, new, *_ in keys], "new")
+    in_old = where_old[key_new]  # for each new row, its position in old, or -1
+    new_rows = np.flatnonzero(in_old >= 0)
+    old_rows = in_old[new_rows]
+    hashes = _RowHashes(len(key_old), len(key_new))
+    for old, new, type_ in paired_text:
+        hashes.fold(*_pair_ids(old, new, type_, old_rows, new_rows))
+    return _Join(np.flatnonzero(in_old < 0), np.flatnonzero(where_new[key_old] < 0), old_rows, new_rows, hashes)
+
+
+def _key_ids(columns: list[tuple[pd.Series, pd.Series, ColumnType, str]]) -> tuple[np.ndarray, np.ndarray]:
     """One integer per row, equal on both sides exactly when the (canonical) keys are equal."""
     ids_old = ids_new = None
-    for name in key:
-        col_old, col_new = _value_ids(old[name], new[name], types[name], name)
+    for old, new, type_, name in columns:
+        col_old, col_new = _value_ids(old, new, type_, name)
         for side, ids in (("old", col_old), ("new", col_new)):
             if (ids < 0).any():
                 raise ValueError(f"the {side} frame has rows without a key {name!r}")
@@ -166,12 +202,12 @@ def _key_ids(old: pd.DataFrame, new: pd.DataFrame, key: tuple[str, ...], types) 
     return ids_old, ids_new
 
 
-def _positions(ids: np.ndarray, size: int, frame: pd.DataFrame, key: tuple[str, ...], side: str) -> np.ndarray:
+def _positions(ids: np.ndarray, size: int, key: list[pd.Series], side: str) -> np.ndarray:
     """Row position of each key id (-1: absent); refuses duplicated keys rather than pick one row."""
     counts = np.bincount(ids, minlength=size)
     if len(ids) and counts.max() > 1:
         repeated = np.flatnonzero(counts[ids] > 1)[:3]
-        shown = frame.iloc[repeated][list(key)].to_dict("records")
+        shown = [tuple(column.iloc[i] for column in key) for i in repeated]
         raise ValueError(f"the {side} frame has duplicated keys, e.g. {shown}")
     where = np.full(size, -1, dtype=np.intp)
     where[ids] = np.arange(len(ids))
@@ -198,26 +234,20 @@ def _fold(hashes: np.ndarray, ids: np.ndarray, scratch: np.ndarray) -> None:
     hashes *= _PRIME
 
 
-def _row_hashes(
-    old: pd.DataFrame, new: pd.DataFrame, old_rows: np.ndarray, new_rows: np.ndarray, columns: tuple[str, ...], types
-) -> tuple[np.ndarray, np.ndarray]:
-    """A 64-bit hash of each row, equal for a pair of rows (``old_rows[i]``, ``new_rows[i]``) when
-    their canonical values are equal.
+class _RowHashes:
+    """A 64-bit hash of each row of both sides, folded in one column at a time: after every column,
+    a pair of rows (old, new with its key) has equal hashes if their values so far are equal."""
 
-    Folds in one column at a time (``h = (h ^ mix(id)) * P``), so only one column's ids are alive.
-    """
-    hash_old = np.full(len(old), _SEED, dtype=np.uint64)
-    hash_new = np.full(len(new), _SEED, dtype=np.uint64)
-    scratch = np.empty(max(len(old), len(new)), dtype=np.uint64)
-    for name in columns:
-        before, after, type_ = old[name], new[name], types[name]
-        if _mostly_distinct_text(before, after, type_):
-            ids_old, ids_new = _pair_ids(before, after, type_, old_rows, new_rows)
-        else:
-            ids_old, ids_new = _value_ids(before, after, type_, name)
-        _fold(hash_old, ids_old.astype(np.int64, copy=False), scratch)
-        _fold(hash_new, ids_new.astype(np.int64, copy=False), scratch)
-    return hash_old, hash_new
+    def __init__(self, n_old: int, n_new: int) -> None:
+        self.old = np.full(n_old, _SEED, dtype=np.uint64)
+        self.new = np.full(n_new, _SEED, dtype=np.uint64)
+        self._scratch = np.empty(max(n_old, n_new), dtype=np.uint64)
+
+    def fold(self, ids_old: np.ndarray, ids_new: np.ndarray) -> None:
+        """Fold in one column, given as ids that a pair shares exactly when its values are equal
+        (int64 ids are overwritten: they are scratch by then)."""
+        _fold(self.old, ids_old.astype(np.int64, copy=False), self._scratch)
+        _fold(self.new, ids_new.astype(np.int64, copy=False), self._scratch)
 
 
 def _value_ids(old: pd.Series, new: pd.Series, type_: ColumnType, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -277,7 +307,7 @@ def _factorize(values) -> tuple[np.ndarray, pd.Index | np.ndarray]:
     """``pd.factorize``, except that texts differing only after a NUL character stay distinct.
 
     pandas hashes an all-text column of Python strings as C strings, which end at the first NUL, so
-    it would take "a\x00b" for "a" (Arrow-backed text, and columns with anything but text in them,
+    it would take "a\\x00b" for "a" (Arrow-backed text, and columns with anything but text in them,
     are hashed correctly). Neither XPM (XML cannot carry a NUL) nor PostgreSQL text can hold one, but
     an exact comparison has to check: such a column is factorized by Python equality instead.
     """
@@ -324,7 +354,7 @@ def _field_changes(
     where: list[np.ndarray] = []  # index into the pairs, per column
     before_text: list[str | None] = []
     after_text: list[str | None] = []
-    for name in columns:
+    for name in columns if len(new_rows) else ():  # (no pairs: nothing to read)
         type_ = types[name]
         before, before_missing = _canonical_rows(old[name].take(old_rows), type_, name)
         after, after_missing = _canonical_rows(new[name].take(new_rows), type_, name)
@@ -371,7 +401,7 @@ def _normalise(uniques: pd.Index | np.ndarray, type_: ColumnType, name: str) -> 
     changed any (and so may have made two of them one)."""
     if isinstance(uniques.dtype, pd.StringDtype) and type_ in (T.TEXT, T.UUID):
         # pandas' string dtype holds nothing but text: TEXT is canonical as it is, and UUIDs are
-        # lowercased vectorised. These are the big columns (keys, notes: mostly distinct values).
+        # lowercased vectorised (keys are the biggest column: every value distinct).
         if type_ is T.TEXT:
             return uniques, False
         lowered = uniques.str.lower()

@@ -135,7 +135,8 @@ def test_every_kind_of_missing_is_equal_to_every_other(missing):
         old[name] = pd.Series([missing, new[name][1]], dtype=object)
     assert_same(old, new)
     # and in the nullable dtypes a warehouse read gives
-    typed = with_column(with_column(new, "billable", pd.array([None, True], dtype="boolean")), "note", pd.array([None, "x"], dtype="string"))
+    typed = with_column(new, "billable", pd.array([None, True], dtype="boolean"))
+    typed = with_column(typed, "note", pd.array([None, "x"], dtype="string"))
     assert_same(typed, new)
 
 
@@ -173,7 +174,9 @@ def test_a_boolean_column_refuses_other_values():
             compare_entity(TIMESHEET, with_column(new, "billable", pd.Series([bad], dtype=object)), new)
 
 
-@pytest.mark.parametrize("edited", ["Asset register ", " Asset register", "asset register", "Asset  register", "Asset register\n", ""])
+@pytest.mark.parametrize(
+    "edited", ["Asset register ", " Asset register", "asset register", "Asset  register", "Asset register\n", ""]
+)
 def test_text_is_compared_exactly(edited):
     old = xpm_frame([entry(note="Asset register")])
     result = compare_entity(TIMESHEET, old, xpm_frame([entry(note=edited)]))
@@ -189,12 +192,17 @@ def test_text_compares_equal_across_string_dtypes():
 
 @pytest.mark.parametrize("dtype", [object, "string[python]", "str"])
 def test_text_after_a_nul_character_counts(dtype):
-    """pandas hashes all-text object columns as C strings ("a\x00b" == "a"); the comparison must not."""
+    """pandas hashes all-text object columns as C strings ("a\\x00b" == "a"); the comparison must not."""
     notes = ["a\x00b", "\x00", "a", ""]
     new = xpm_frame([entry(str(uuidlib.UUID(int=10 + i, version=4)), note=n) for i, n in enumerate(notes)])
     old = with_column(new, "note", pd.Series(["a", "", "a\x00c", "\x00"], dtype=dtype))
     result = compare_entity(TIMESHEET, old, with_column(new, "note", pd.Series(notes, dtype=dtype)))
-    assert result.changes[[OLD_VALUE, NEW_VALUE]].values.tolist() == [["a", "a\x00b"], ["", "\x00"], ["a\x00c", "a"], ["\x00", ""]]
+    assert result.changes[[OLD_VALUE, NEW_VALUE]].values.tolist() == [
+        ["a", "a\x00b"],
+        ["", "\x00"],
+        ["a\x00c", "a"],
+        ["\x00", ""],
+    ]
     assert_same(with_column(new, "note", pd.Series(notes, dtype=dtype)), new)
 
 
@@ -234,8 +242,12 @@ def test_money_compares_by_exact_decimal_value():
     for form in forms:
         result = compare_entity(JOB, with_column(new, "budget", form), new)
         assert not result, form
-    result = compare_entity(JOB, new, job_frame([job(U1, budget=Decimal("1200.51")), job(U2, budget=0.1), job(U3, budget=None)]))
-    assert field_changes(result) == {(U1, "budget", "1200.50", "1200.51"), (U2, "budget", "0.00", "0.10"), (U3, "budget", "100.00", None)}
+    edited = job_frame([job(U1, budget=Decimal("1200.51")), job(U2, budget=0.1), job(U3, budget=None)])
+    assert field_changes(compare_entity(JOB, new, edited)) == {
+        (U1, "budget", "1200.50", "1200.51"),
+        (U2, "budget", "0.00", "0.10"),
+        (U3, "budget", "100.00", None),
+    }
 
 
 def test_money_keeps_digits_beyond_cents():
@@ -257,13 +269,15 @@ def test_datetimes_compare_by_practice_local_instant():
     assert field_changes(compare_frames(new, moved, key="id", columns=["at"], types=types)) == {
         (1, "at", "2026-08-14T09:30:00", "2026-08-14T09:30:00.000001")
     }
-    aware = with_column(new, "at", pd.to_datetime(["2026-08-14 09:30", "2026-08-14"], format="ISO8601").tz_localize("UTC"))
+    utc = pd.to_datetime(["2026-08-14 09:30", "2026-08-14"], format="ISO8601").tz_localize("UTC")
+    aware = with_column(new, "at", utc)
     with pytest.raises(ValueError, match="offset"):
         compare_frames(aware, new, key="id", columns=["at"], types=types)
 
 
 def test_types_are_inferred_when_not_given():
-    old = pd.DataFrame({"k": ["a", "b"], "n": [1, 2], "d": pd.to_datetime(["2026-01-01", "2026-01-02"]), "t": ["x", "y"]})
+    days = pd.to_datetime(["2026-01-01", "2026-01-02"])
+    old = pd.DataFrame({"k": ["a", "b"], "n": [1, 2], "d": days, "t": ["x", "y"]})
     new = pd.DataFrame({"k": ["b", "a"], "n": [2.0, 1.0], "d": [date(2026, 1, 2), date(2026, 1, 1)], "t": ["y", "x "]})
     result = compare_frames(old, new, key="k", columns=["n", "d", "t"])
     assert field_changes(result) == {("a", "t", "x", "x ")}
@@ -339,10 +353,12 @@ def test_bad_keys_and_columns_are_refused():
 def test_a_hash_difference_alone_never_reports_a_change(monkeypatch):
     """Even if every row hashed differently, only fields that differ are reported."""
     rows = [entry(U1), entry(U2), entry(U3, note=None)]
-    def all_differ(old, new, *_):
-        return np.arange(len(old), dtype=np.uint64), np.arange(len(new), dtype=np.uint64) + np.uint64(10**6)
+    scramble = np.random.default_rng(0)
 
-    monkeypatch.setattr(compare_module, "_row_hashes", all_differ)
+    def every_row_differs(hashes, ids, scratch):
+        hashes[:] = scramble.integers(0, 2**63, len(hashes), dtype=np.uint64)
+
+    monkeypatch.setattr(compare_module, "_fold", every_row_differs)
     result = compare_entity(TIMESHEET, xpm_frame(rows), xpm_frame([rows[2], rows[0], entry(U2, minutes=1)]))
     assert field_changes(result) == {(U2, "minutes", "-90", "1")}
     assert result.counts["unchanged"] == 2
@@ -427,8 +443,10 @@ def as_read_from_warehouse(draw, rows: list[dict]) -> pd.DataFrame:
                 values = [v if v is None else v.upper() for v in values]
             if type_ is T.UUID and how == 5:
                 values = [v if v is None else uuidlib.UUID(v) for v in values]
-            dtype = {0: None, 1: object, 2: "string", 3: "str"}.get(how, object)
-            frame[name] = pd.Series([gap if v is None else v for v in values], dtype=dtype) if dtype is object else pd.Series(values, dtype=dtype)
+            if how in (1, 5):  # Python objects, with any kind of missing
+                frame[name] = pd.Series([gap if v is None else v for v in values], dtype=object)
+            else:
+                frame[name] = pd.Series(values, dtype={0: None, 2: "string"}.get(how, "str"))
         elif type_ is T.INT:
             frame[name] = [
                 pd.Series(values, dtype="int64"),
@@ -459,7 +477,7 @@ def as_read_from_warehouse(draw, rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(frame)
 
 
-def text_of(name: str, value) -> str | None:
+def text_of(value) -> str | None:
     """The expected audit text, written independently of the module under test."""
     if value is None:
         return None
@@ -470,7 +488,7 @@ def text_of(name: str, value) -> str | None:
     return str(value)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_finds_exactly_the_edits_made(data):
     draw = data.draw
@@ -496,7 +514,7 @@ def test_finds_exactly_the_edits_made(data):
 
     before = {r["uuid"]: r for r in old_rows}
     expected = {
-        (row["uuid"], name, text_of(name, before[row["uuid"]][name]), text_of(name, row[name]))
+        (row["uuid"], name, text_of(before[row["uuid"]][name]), text_of(row[name]))
         for row in final
         if row["uuid"] in before
         for name in NAMES[1:]
@@ -510,7 +528,7 @@ def test_finds_exactly_the_edits_made(data):
     assert result.counts["unchanged"] == len(final) - len(added) - len({k for k, *_ in expected})
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_a_frame_equals_its_shuffled_retyped_self(data):
     rows = data.draw(entries())
@@ -523,16 +541,24 @@ def test_a_frame_equals_its_shuffled_retyped_self(data):
     assert_same(new, old)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(st.data())
 def test_one_changed_field_always_changes_the_row_hash(data):
-    """The folding is a chain of bijections: a single-field change cannot be hidden by the hash."""
+    """The folding is a chain of bijections: a single-field change cannot be hidden by the hash, and
+    an unchanged row is never a suspect. (Spies on which rows reach the field-by-field step.)"""
     rows = data.draw(entries(min_size=1))
     index = data.draw(st.integers(min_value=0, max_value=len(rows) - 1))
     name = data.draw(st.sampled_from(NAMES[1:]))
     edited = [dict(r) for r in rows]
     edited[index][name] = data.draw(VALUES[name].filter(lambda v: v != rows[index][name]))
-    old, new = xpm_frame(rows), xpm_frame(edited)
-    pairs = np.arange(len(rows))
-    hash_old, hash_new = compare_module._row_hashes(old, new, pairs, pairs, NAMES[1:], TYPES)
-    assert (hash_old != hash_new).tolist() == [i == index for i in range(len(rows))]
+    suspects = []
+    field_changes_of = compare_module._field_changes
+
+    def spy(old, new, old_rows, new_rows, *rest):
+        suspects.extend(new_rows.tolist())
+        return field_changes_of(old, new, old_rows, new_rows, *rest)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compare_module, "_field_changes", spy)
+        compare_entity(TIMESHEET, xpm_frame(rows), xpm_frame(edited))
+    assert suspects == [index]
