@@ -117,7 +117,9 @@ def insert_new_only(
     return LoadResult(inserted=inserted, unchanged=len(batch) - inserted)
 
 
-def mark_deleted(bind: Engine | Connection, entity: Entity | str, tenant_id: str, keys: Iterable[Any], *, at: datetime) -> int:
+def mark_deleted(
+    bind: Engine | Connection, entity: Entity | str, tenant_id: str, keys: Iterable[Any], *, at: datetime
+) -> int:
     """Soft-delete the tenant's rows with these keys (scalars, or tuples for a composite key).
 
     Rows already soft-deleted keep their original ``_deleted_at``; unknown keys are ignored. Returns the
@@ -126,6 +128,8 @@ def mark_deleted(bind: Engine | Connection, entity: Entity | str, tenant_id: str
     entity = _entity(entity)
     at = _utc(at, "at")
     key_columns = _key_columns(entity, keys)
+    if not key_columns[0]:
+        return 0
     with _load(bind, entity, tenant_id) as writer:
         stage = writer.stage(entity.key, key_columns, entity.key)
         marked = writer.rowcount(merge_sql.soft_delete_keys(writer.target, stage, entity, tenant_id, at))
@@ -152,7 +156,8 @@ def _soft_delete_missing(writer: Writer, stage, scope: Scope, at: datetime) -> i
     values = between = None
     if scope.within is not None:
         column = entity.column(scope.column)
-        values = writer.stage([column.name], [coerce(column, list(scope.within))], [column.name])
+        distinct = list(dict.fromkeys(coerce(column, list(scope.within))))  # "2025-01-01" == date(2025, 1, 1)
+        values = writer.stage([column.name], [distinct], [column.name])
     elif scope.between is not None:
         column = entity.column(scope.column)
         between = tuple(coerce(column, list(scope.between)))

@@ -14,7 +14,7 @@ every set-based write downstream needs unique keys: PostgreSQL's ``ON CONFLICT``
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -47,17 +47,6 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.columns[self.entity.columns[0].name])
-
-    def rows(self, names: Sequence[str] | None = None):
-        """Row tuples in the order of ``names`` (default: the registry's column order)."""
-        return zip(*(self.columns[name] for name in (names or self.entity.column_names)))
-
-    def sorted_by_key(self) -> "Batch":
-        """The same rows in primary-key order (appending in key order keeps B-tree inserts local)."""
-        keys = [self.columns[name] for name in self.entity.key]
-        sort_key = keys[0].__getitem__ if len(keys) == 1 else (lambda i: tuple(k[i] for k in keys))
-        order = sorted(range(len(self)), key=sort_key)
-        return Batch(self.entity, {name: [values[i] for i in order] for name, values in self.columns.items()})
 
 
 def prepare(entity: Entity, rows: Any) -> Batch:
@@ -126,9 +115,7 @@ def _to_text(column: Column, value: Any) -> str:
 def _to_int(column: Column, value: Any) -> int:
     if isinstance(value, str):
         return int(value.strip())
-    if isinstance(value, float) and not value.is_integer():
-        raise ValueError("not a whole number")
-    if hasattr(value, "is_integer") and not isinstance(value, int) and not value.is_integer():
+    if isinstance(value, (float, Decimal)) and value != int(value):  # numpy floats are floats
         raise ValueError("not a whole number")
     return int(value)
 

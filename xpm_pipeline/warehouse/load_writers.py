@@ -19,11 +19,12 @@ afterwards             ANALYZE the table if it grew a lot         -
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import repeat
+from operator import itemgetter
 
-from sqlalchemy import Connection, Table, exists, func, literal_column, select
+from sqlalchemy import Connection, Insert, Table, exists, func, literal_column, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -44,12 +45,14 @@ ANALYZE_GROWTH = 0.1
 class Writer:
     """One load's access to the database: ``conn`` is inside the load's transaction."""
 
-    insert = staticmethod(sqlite_insert)
+    insert: Callable[[Table], Insert]
+    """The dialect's ``insert`` (the one with ``on_conflict_do_update``)."""
 
     def __init__(self, conn: Connection, entity: Entity, target: Table, tenant_id: str) -> None:
         self.conn, self.entity, self.target, self.tenant_id = conn, entity, target, tenant_id
 
     def accept(self, batch: Batch) -> Batch:
+        """The batch as this database should receive it (checked, rounded)."""
         return batch
 
     def begin(self) -> None:
@@ -84,7 +87,8 @@ class Writer:
     def _fresh_columns(self, batch: Batch, synced_at: datetime) -> tuple[list[str], list]:
         n = len(batch)
         names = ["tenant_id", *self.entity.column_names, SYNCED_AT]
-        columns = [repeat(self.tenant_id, n), *(batch.columns[c] for c in self.entity.column_names), repeat(synced_at, n)]
+        business = (batch.columns[c] for c in self.entity.column_names)
+        columns = [repeat(self.tenant_id, n), *business, repeat(synced_at, n)]
         return names, columns
 
 
@@ -131,12 +135,20 @@ class PostgresWriter(Writer):
                     self._copy_into_target(batch, synced_at)
             if deferred:
                 return
-        self._copy_into_target(batch.sorted_by_key(), synced_at)  # key order keeps primary-key inserts local
+        self._copy_into_target(batch, synced_at, in_key_order=True)
 
-    def _copy_into_target(self, batch: Batch, synced_at: datetime) -> None:
+    def _copy_into_target(self, batch: Batch, synced_at: datetime, in_key_order: bool = False) -> None:
+        """COPY the batch into the entity table; ``in_key_order`` when its indexes are maintained row by row.
+
+        Appending primary-key entries in key order keeps the B-tree's hot pages few (about twice as fast for
+        1M rows, for a 0.5 s sort here).
+        """
         pg_bulk.check_integer_ranges(batch.columns, self._oids)
         names, columns = self._fresh_columns(batch, synced_at)
-        pg_bulk.copy_rows(self.conn, self.target.name, names, [self._oids[n] for n in names], zip(*columns))
+        rows = zip(*columns)
+        if in_key_order:
+            rows = sorted(rows, key=itemgetter(*(names.index(name) for name in self.entity.key)))
+        pg_bulk.copy_rows(self.conn, self.target.name, names, [self._oids[n] for n in names], rows)
 
     def stage(self, names: Sequence[str], columns: Sequence[list], key: Sequence[str]) -> Table:
         pg_bulk.check_integer_ranges(dict(zip(names, columns)), self._oids)

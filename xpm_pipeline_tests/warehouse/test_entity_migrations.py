@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
-
-import pytest
 from sqlalchemy import inspect
 
 import xpm_pipeline.warehouse.migrate as m
 from xpm_pipeline.entities import ENTITIES
+from xpm_pipeline.warehouse import entity_migrations
 from xpm_pipeline.warehouse.db import make_engine
 from xpm_pipeline.warehouse.schema import DELETED_AT, SYNCED_AT, ENTITY_TABLES
 
 
-@pytest.fixture
-def registry(monkeypatch):
-    """The real registry plus migration 2, restored afterwards (other tests register their own 2)."""
-    monkeypatch.setattr(m, "MIGRATIONS", list(m.MIGRATIONS))
-    module = importlib.import_module("xpm_pipeline.warehouse.entity_migrations")
-    m.register(module.VERSION, module.NAME, module.create_entity_tables)  # no-op when the import just did it
-    return module
-
-
-def test_migration_2_creates_every_entity_table(warehouse_url, registry):
+def test_migration_2_creates_every_entity_table(warehouse_url):
     engine = make_engine(warehouse_url)
-    assert m.migrate(engine)[-1] == 2
+    assert "xpm_pipeline.warehouse.entity_migrations" in m.MIGRATION_MODULES
+    assert entity_migrations.VERSION == 2 and 2 in m.migrate(engine)
     assert m.migrate(engine) == []
     insp = inspect(engine)
     assert {e.table for e in ENTITIES.values()} <= set(insp.get_table_names())
@@ -42,7 +32,7 @@ def test_migration_2_creates_every_entity_table(warehouse_url, registry):
     engine.dispose()
 
 
-def test_migration_2_is_not_reapplied_over_existing_tables(warehouse_url, registry):
+def test_migration_2_is_not_reapplied_over_existing_tables(warehouse_url):
     engine = make_engine(warehouse_url)
     m.migrate(engine)
     assert 2 in m.applied_versions(engine) and m.pending(engine) == []

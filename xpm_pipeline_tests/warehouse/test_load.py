@@ -3,12 +3,15 @@ round-trips and hostile text, on SQLite and PostgreSQL alike (``warehouse_url`` 
 
 from __future__ import annotations
 
+import threading
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import uuid4
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 
 from xpm_pipeline.entities import ENTITIES
@@ -73,6 +76,10 @@ def timesheets(*entries: dict) -> Rows:
     return rows
 
 
+def load_timesheets(engine, hour: int, *entries: dict, scope: Scope | None = None, tenant: str = TENANT):
+    return load_entity(engine, "timesheet", tenant, timesheets(*entries), synced_at=at(hour), delete_missing=scope)
+
+
 def stored(engine, entity: str = "timesheet", tenant: str = TENANT) -> dict:
     """key -> row mapping (business and pipeline columns) for one tenant."""
     table = table_for(entity)
@@ -106,7 +113,7 @@ def test_insert_then_identical_reload_writes_nothing(engine):
 
 
 def test_updates_are_counted_and_only_changed_rows_get_synced_at(engine):
-    load_entity(engine, "timesheet", TENANT, timesheets({"uuid": "a"}, {"uuid": "b"}, {"uuid": "c", "note": "x"}), synced_at=at(0))
+    load_timesheets(engine, 0, {"uuid": "a"}, {"uuid": "b"}, {"uuid": "c", "note": "x"})
     edited = timesheets({"uuid": "a", "minutes": 61}, {"uuid": "b"}, {"uuid": "c", "note": None}, {"uuid": "d"})
     result = load_entity(engine, "timesheet", TENANT, edited, synced_at=at(1))
     assert result == LoadResult(inserted=1, updated=2, unchanged=1)
@@ -116,20 +123,18 @@ def test_updates_are_counted_and_only_changed_rows_get_synced_at(engine):
 
 
 def test_full_reread_soft_deletes_missing_rows_and_revives_returning_ones(engine):
-    load_entity(engine, "timesheet", TENANT, timesheets({"uuid": "a"}, {"uuid": "b"}, {"uuid": "c"}), synced_at=at(0))
+    load_timesheets(engine, 0, {"uuid": "a"}, {"uuid": "b"}, {"uuid": "c"})
 
-    gone = load_entity(engine, "timesheet", TENANT, timesheets({"uuid": "a"}), synced_at=at(1), delete_missing=Scope.all())
+    gone = load_timesheets(engine, 1, {"uuid": "a"}, scope=Scope.all())
     assert gone == LoadResult(unchanged=1, deleted=2)
     rows = stored(engine)
     assert rows["b"]["_deleted_at"] == rows["c"]["_deleted_at"] == at(1) and rows["a"]["_deleted_at"] is None
 
     # Already-deleted rows keep their original deletion time.
-    again = load_entity(engine, "timesheet", TENANT, timesheets({"uuid": "a"}), synced_at=at(2), delete_missing=Scope.all())
+    again = load_timesheets(engine, 2, {"uuid": "a"}, scope=Scope.all())
     assert again == LoadResult(unchanged=1) and stored(engine)["b"]["_deleted_at"] == at(1)
 
-    back = load_entity(
-        engine, "timesheet", TENANT, timesheets({"uuid": "a"}, {"uuid": "b", "minutes": 5}), synced_at=at(3)
-    )
+    back = load_timesheets(engine, 3, {"uuid": "a"}, {"uuid": "b", "minutes": 5})
     assert back == LoadResult(unchanged=1, revived=1)
     rows = stored(engine)
     assert rows["b"]["_deleted_at"] is None and rows["b"]["minutes"] == 5 and rows["b"]["_synced_at"] == at(3)
@@ -137,8 +142,8 @@ def test_full_reread_soft_deletes_missing_rows_and_revives_returning_ones(engine
 
 
 def test_without_a_scope_nothing_is_deleted(engine):
-    load_entity(engine, "timesheet", TENANT, timesheets({"uuid": "a"}, {"uuid": "b"}), synced_at=at(0))
-    assert load_entity(engine, "timesheet", TENANT, timesheets({"uuid": "a"}), synced_at=at(1)) == LoadResult(unchanged=1)
+    load_timesheets(engine, 0, {"uuid": "a"}, {"uuid": "b"})
+    assert load_timesheets(engine, 1, {"uuid": "a"}) == LoadResult(unchanged=1)
     assert all(row["_deleted_at"] is None for row in stored(engine).values())
 
 
@@ -147,15 +152,15 @@ def test_date_window_scope_leaves_rows_outside_it_alone(engine):
         "jan": date(2025, 1, 15), "feb1": date(2025, 2, 1), "feb": date(2025, 2, 15),
         "mar": date(2025, 3, 15), "mar31": date(2025, 3, 31), "apr": date(2025, 4, 15),
     }
-    load_entity(engine, "timesheet", TENANT, timesheets(*({"uuid": k, "entry_date": d} for k, d in days.items())), synced_at=at(0))
+    load_timesheets(engine, 0, *({"uuid": k, "entry_date": d} for k, d in days.items()))
 
     window = Scope("entry_date", between=(date(2025, 2, 1), date(2025, 3, 31)))
-    result = load_entity(engine, "timesheet", TENANT, timesheets({"uuid": "feb", "entry_date": days["feb"]}), synced_at=at(1), delete_missing=window)
+    result = load_timesheets(engine, 1, {"uuid": "feb", "entry_date": days["feb"]}, scope=window)
     assert result == LoadResult(unchanged=1, deleted=3)  # both bounds are inclusive
     assert {k for k, r in stored(engine).items() if r["_deleted_at"]} == {"feb1", "mar", "mar31"}
 
     open_ended = Scope("entry_date", between=(date(2025, 4, 1), None))
-    assert load_entity(engine, "timesheet", TENANT, timesheets(), synced_at=at(2), delete_missing=open_ended).deleted == 1
+    assert load_timesheets(engine, 2, scope=open_ended).deleted == 1
     assert {k for k, r in stored(engine).items() if r["_deleted_at"]} == {"feb1", "mar", "mar31", "apr"}
 
 
@@ -169,7 +174,8 @@ def test_within_scope_deletes_only_tasks_of_the_listed_jobs(engine):
     load_entity(engine, "job_task", TENANT, first, synced_at=at(0))
 
     reread = first[first.uuid.isin(["t1"])]
-    result = load_entity(engine, "job_task", TENANT, reread, synced_at=at(1), delete_missing=Scope("job_uuid", within=["j1", "j2"]))
+    scope = Scope("job_uuid", within=["j1", "j2"])
+    result = load_entity(engine, "job_task", TENANT, reread, synced_at=at(1), delete_missing=scope)
     assert result == LoadResult(unchanged=1, deleted=2)
     assert {k for k, r in stored(engine, "job_task").items() if r["_deleted_at"]} == {"t2", "t3"}
 
@@ -271,7 +277,8 @@ def test_typed_values_round_trip(engine):
 
     tasks = {
         "uuid": ["t1", "t2"], "job_uuid": ["job-1", "job-1"], "job_number": ["J1", None], "task_uuid": [None, "x"],
-        "name": ["A", "B"], "label": [None, "2"], "description": [None, "d"], "estimated_minutes": [-(2**31), 2**31 - 1],
+        "name": ["A", "B"], "label": [None, "2"], "description": [None, "d"],
+        "estimated_minutes": [-(2**31), 2**31 - 1],
         "actual_minutes": [0, -1], "completed": [True, False], "billable": [None, True], "folder": [None, None],
         "start_date": [None, date(2026, 1, 1)], "due_date": [date(2026, 12, 31), None],
     }
@@ -281,7 +288,9 @@ def test_typed_values_round_trip(engine):
         assert {name: got[key][name] for name in tasks} == {name: values[i] for name, values in tasks.items()}
 
     clients = {name: [None] for name in ENTITIES["client"].column_names}
-    clients.update(uuid=["c1"], name=["Client"], is_prospect=[False], is_archived=[True], date_of_birth=[date(1970, 1, 1)])
+    clients.update(
+        uuid=["c1"], name=["Client"], is_prospect=[False], is_archived=[True], date_of_birth=[date(1970, 1, 1)]
+    )
     load_entity(engine, "client", TENANT, clients, synced_at=at(0))
     row = stored(engine, "client")["c1"]
     assert (row["is_prospect"], row["is_archived"], row["is_deleted"]) == (False, True, None)
@@ -300,7 +309,8 @@ def test_a_dataframe_loads_exactly_like_rows(engine):
     assert load_entity(engine, "timesheet", OTHER, frame, synced_at=at(1)) == LoadResult(unchanged=2)
 
     def business(tenant):
-        return {k: {c: r[c] for c in ENTITIES["timesheet"].column_names} for k, r in stored(engine, tenant=tenant).items()}
+        names = ENTITIES["timesheet"].column_names
+        return {k: {c: r[c] for c in names} for k, r in stored(engine, tenant=tenant).items()}
 
     assert business(OTHER) == business(TENANT)
 
@@ -375,7 +385,8 @@ def test_mark_deleted_by_single_and_composite_keys(engine):
     assert mark_deleted(engine, "client_group_member", TENANT, [("g1", "c2"), ("g2", "c2")], at=at(2)) == 1
     deleted = {k for k, r in stored(engine, "client_group_member").items() if r["_deleted_at"]}
     assert deleted == {("g1", "c2")}
-    assert load_entity(engine, "client_group_member", TENANT, members, synced_at=at(3)) == LoadResult(unchanged=2, revived=1)
+    back = load_entity(engine, "client_group_member", TENANT, members, synced_at=at(3))
+    assert back == LoadResult(unchanged=2, revived=1)
     with pytest.raises(ValueError, match="2-tuples"):
         mark_deleted(engine, "client_group_member", TENANT, ["g1"], at=at(4))
 
@@ -388,12 +399,35 @@ def test_loads_can_share_the_callers_transaction(engine):
     assert stored(engine) == {}
 
 
+def test_concurrent_loads_of_one_tenant_are_serialised(engine):
+    """Both see "no rows yet" without the tenant lock, and the second insert would collide."""
+    rows = timesheets(*({"uuid": f"r{i}"} for i in range(300)))
+    barrier = threading.Barrier(2)
+    results, errors = [], []
+
+    def go():
+        try:
+            barrier.wait()
+            results.append(load_entity(engine, "timesheet", TENANT, rows, synced_at=at(0)))
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(results, key=lambda r: r.inserted) == [LoadResult(unchanged=300), LoadResult(inserted=300)]
+
+
 # --- PostgreSQL: the empty-table path that rebuilds indexes ------------------------------------------------
 
 
 def _index_definitions(engine, table: str) -> set:
     with engine.connect() as conn:
-        return set(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table}).all())
+        rows = conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"), {"t": table})
+        return set(rows.all())
 
 
 @pytest.mark.postgres
@@ -418,10 +452,31 @@ def test_first_load_into_an_empty_table_rebuilds_identical_indexes(postgres_url,
 
     # A failure after the indexes were dropped rolls the drop back too.
     _fail_after(monkeypatch, pg_bulk, "copy_rows")
+    job = {n: [None] for n in ENTITIES["job"].column_names} | {"uuid": ["j"], "job_number": ["J"], "name": ["n"]}
     with pytest.raises(RuntimeError, match="injected"):
-        load_entity(engine, "job", TENANT, {n: [None] for n in ENTITIES["job"].column_names} | {"uuid": ["j"], "job_number": ["J"], "name": ["n"]}, synced_at=at(0))
+        load_entity(engine, "job", TENANT, job, synced_at=at(0))
     assert len(_index_definitions(engine, "xpm_jobs")) == 3
     assert stored(engine, "job") == {}
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_indexes_something_relies_on_are_kept(postgres_url, monkeypatch):
+    """A view grouping by the primary key depends on the constraint: it must survive the load."""
+    engine = make_engine(postgres_url)
+    with write_transaction(engine) as conn:
+        metadata.create_all(conn, tables=list(ENTITY_TABLES.values()))
+        conn.execute(text(
+            "CREATE VIEW v_minutes AS SELECT t.tenant_id, t.uuid, t.note, sum(t.minutes) AS minutes "
+            "FROM xpm_timesheets t GROUP BY t.tenant_id, t.uuid"
+        ))
+    monkeypatch.setattr(load_writers, "DEFER_INDEXES_MIN_ROWS", 1)
+    indexes = _index_definitions(engine, "xpm_timesheets")
+    rows = timesheets(*({"uuid": f"r{i}", "minutes": i} for i in range(50)))
+    assert load_entity(engine, "timesheet", TENANT, rows, synced_at=at(0)) == LoadResult(inserted=50)
+    assert _index_definitions(engine, "xpm_timesheets") == indexes
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT sum(minutes) FROM v_minutes")).scalar() == sum(range(50))
     engine.dispose()
 
 
@@ -442,9 +497,6 @@ def test_a_busy_empty_table_is_loaded_without_taking_it_over(postgres_url, monke
 
 
 # --- property: random loads against a model ---------------------------------------------------------------
-
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 KEYS = [f"k{i}" for i in range(4)]
 DAYS = [date(2025, 1, 1) + timedelta(days=30 * i) for i in range(3)]
@@ -550,5 +602,6 @@ def test_random_loads_match_a_model(engine, versions, steps):
             else:
                 got = insert_new_only(engine, "timesheet", tenant, rows, synced_at=when)
         assert got == expected, (kind, scope)
-        actual = {k: {c: v for c, v in row.items() if c not in ("tenant_id", "uuid")} for k, row in stored(engine, tenant=tenant).items()}
+        rows = stored(engine, tenant=tenant).items()
+        actual = {key: {c: v for c, v in row.items() if c not in ("tenant_id", "uuid")} for key, row in rows}
         assert actual == model
