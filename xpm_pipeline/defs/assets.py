@@ -1,0 +1,262 @@
+"""Tenant-partitioned assets: one per warehouse table, all produced by one multi-asset, ``xpm_sync``.
+
+A run materializes one tenant (its partition) and any subset of the tables. The selected tables name
+the sync steps to run (``sync.run.STEPS``: a step writes a parent table and its children, e.g. jobs
+and tasks on jobs), and ``run_sync`` runs them in order, each recorded in ``xpm_sync_runs`` with this
+Dagster run's id. The mode comes from run config (initial | hourly | nightly | resync).
+
+Every materialization carries:
+
+- ``dagster/row_count`` (live rows of this tenant), ``soft_deleted_rows``, ``dagster/table_name`` and
+  ``dagster/column_schema`` (columns with their descriptions from the entity registry);
+- ``inserted`` / ``updated`` (revived included) / ``deleted`` / ``unchanged`` and ``api_calls`` of
+  the sync step that wrote the table. A step is one transaction over its tables, and the sync layer
+  counts per step, so the child tables of a step (client contacts, group members, tasks on jobs) show
+  the step's counts; ``counts_cover`` names the tables they cover.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the config and resource annotations at definition time.
+
+from collections.abc import Iterator
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+from sqlalchemy import Table
+
+from xpm_pipeline.defs.partitions import tenant_check_spec, tenant_partitions
+from xpm_pipeline.defs.queries import row_counts, timesheet_change_counts
+from xpm_pipeline.defs.resources import XPMResource
+from xpm_pipeline.entities import ENTITIES
+from xpm_pipeline.sync.context import HOURLY, NIGHTLY, SyncContext
+from xpm_pipeline.sync.run import STEPS, EntityOutcome, run_sync, steps_for
+from xpm_pipeline.warehouse.control import tenants as tenants_table
+from xpm_pipeline.warehouse.schema import column_docs, table_for, timesheet_changes
+from xpm_pipeline.xpm.tokens import TenantNotConnected
+
+GROUP = "xpm"
+SYNC_OP = "xpm_sync"
+
+
+def asset_key(entity: str) -> dg.AssetKey:
+    """An entity's asset is named after its warehouse table (``xpm_clients``)."""
+    return dg.AssetKey(ENTITIES[entity].table)
+
+
+TIMESHEET_CHANGES = dg.AssetKey(timesheet_changes.name)
+TENANTS = dg.AssetKey(tenants_table.name)
+ENTITY_OF_KEY = {asset_key(name): name for name in ENTITIES}
+
+# Which assets each sync step writes; the timesheet step also logs the nightly comparison's changes.
+STEP_ASSETS: dict[str, tuple[dg.AssetKey, ...]] = {
+    step.entity: tuple(asset_key(e) for e in step.loads) + ((TIMESHEET_CHANGES,) if step.entity == "timesheet" else ())
+    for step in STEPS
+}
+STEP_TABLES = {step.entity: ", ".join(ENTITIES[e].table for e in step.loads) for step in STEPS}
+HOURLY_ASSETS = tuple(asset_key(step.entity) for step in STEPS if HOURLY in step.modes)
+"""What the hourly flow writes (staff, timesheets): an hourly run selects exactly these."""
+
+
+def column_schema(table: Table, docs: dict[str, str] | None = None) -> dg.TableSchema:
+    docs = docs or {}
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(
+                name=column.name,
+                type=str(column.type),
+                description=docs.get(column.name) or column.comment or None,
+                constraints=dg.TableColumnConstraints(nullable=bool(column.nullable)),
+            )
+            for column in table.columns
+        ]
+    )
+
+
+COLUMN_SCHEMAS: dict[dg.AssetKey, dg.TableSchema] = {
+    **{asset_key(name): column_schema(table_for(name), column_docs(name)) for name in ENTITIES},
+    TIMESHEET_CHANGES: column_schema(timesheet_changes),
+    TENANTS: column_schema(tenants_table),
+}
+TABLE_NAMES = {key: key.path[-1] for key in COLUMN_SCHEMAS}
+
+
+def _table_metadata(key: dg.AssetKey) -> dict:
+    return {"dagster/table_name": TABLE_NAMES[key], "dagster/column_schema": COLUMN_SCHEMAS[key]}
+
+
+def _entity_spec(entity: str, step: str) -> dg.AssetSpec:
+    spec = ENTITIES[entity]
+    parent = f" Read with its parent ({ENTITIES[spec.nested.parent].table})." if spec.nested else ""
+    return dg.AssetSpec(
+        asset_key(entity),
+        description=f"{spec.doc}{parent} Warehouse table `{spec.table}`; one partition per XPM tenant.",
+        deps=[asset_key(spec.nested.parent)] if spec.nested else [],
+        group_name=GROUP,
+        kinds={"sql"},
+        tags={"xpm/step": step},
+        metadata=_table_metadata(asset_key(entity)),
+    )
+
+
+SYNC_SPECS = [_entity_spec(entity, step.entity) for step in STEPS for entity in step.loads] + [
+    dg.AssetSpec(
+        TIMESHEET_CHANGES,
+        description="Field-level changes to time entries that the nightly 15-month comparison found "
+        "(xpm_timesheet_changes). Materialized with the timesheets; other modes log no changes.",
+        deps=[asset_key("timesheet")],
+        group_name=GROUP,
+        kinds={"sql"},
+        tags={"xpm/step": "timesheet"},
+        metadata=_table_metadata(TIMESHEET_CHANGES),
+    )
+]
+
+NIGHTLY_COMPARISON = tenant_check_spec(
+    "nightly_comparison",
+    TIMESHEET_CHANGES,
+    "How many changed, added and deleted time entries the nightly comparison found for the tenant "
+    "(metadata); informational, it passes whenever the timesheet step succeeded.",
+)
+
+tenants_asset = dg.AssetSpec(
+    TENANTS,
+    description="XPM organisations connected with `xpm-pipeline connect` (control table xpm_tenants, kept by "
+    "the connect flow, not by Dagster). Its partitions are the tenants; run failures are recorded on it as "
+    "observations per tenant, and the refresh-token check runs on it.",
+    group_name="xpm_control",
+    kinds={"sql"},
+    partitions_def=tenant_partitions,
+    metadata=_table_metadata(TENANTS),
+)
+
+
+class SyncConfig(dg.Config):
+    mode: Literal["initial", "hourly", "nightly", "resync"] = Field(
+        default=NIGHTLY,
+        description="initial: everything (on connect); hourly: new time entries and staff only (select "
+        "xpm_staff and xpm_timesheets); nightly: changes, the 15-month timesheet comparison, missing jobs "
+        "-> Completed (the 'full sync'); resync: re-read everything of the selected tables ('re-sync all').",
+    )
+
+
+def selected_steps(selected: set[dg.AssetKey]) -> list[str]:
+    """The sync steps (in run order) that write any of the selected assets."""
+    return [step.entity for step in STEPS if selected & set(STEP_ASSETS[step.entity])]
+
+
+@dg.multi_asset(
+    name=SYNC_OP,
+    specs=SYNC_SPECS,
+    check_specs=[NIGHTLY_COMPARISON],
+    partitions_def=tenant_partitions,
+    can_subset=True,
+    description="Sync one tenant's selected XPM tables into the warehouse (sync.run.run_sync).",
+)
+def xpm_sync(context: dg.AssetExecutionContext, config: SyncConfig, xpm: XPMResource) -> Iterator[dg.MaterializeResult]:
+    tenant_id = context.partition_key
+    selected = set(context.selected_asset_keys)
+    entities = selected_steps(selected)
+    try:
+        steps_for(config.mode, entities)
+    except ValueError as exc:  # e.g. an hourly run that selected jobs
+        raise dg.Failure(description=f"{exc}; select only {', '.join(k.to_user_string() for k in HOURLY_ASSETS)}"
+                         if config.mode == HOURLY else str(exc)) from None
+    with xpm.runtime() as runtime:
+        try:
+            client = runtime.client(tenant_id)
+        except TenantNotConnected as exc:
+            raise dg.Failure(description=str(exc)) from None
+        with client:
+            ctx = SyncContext(runtime.engine, client, tenant_id, config.mode, clock=runtime.clock,
+                              orchestrator_run_id=context.run.run_id)
+            report = run_sync(ctx, entities, on_step=lambda name: context.log.info(
+                f"{config.mode} sync of {name} for tenant {tenant_id}"))
+        for outcome in report.outcomes:
+            if not outcome.ok:
+                context.log.error(f"{outcome.entity} failed: {outcome.error}")
+                continue
+            for key in STEP_ASSETS[outcome.entity]:
+                if key not in selected:
+                    continue
+                if key == TIMESHEET_CHANGES:
+                    yield _changes_result(context, runtime.engine, tenant_id, config.mode, outcome)
+                else:
+                    metadata = _table_result_metadata(runtime.engine, tenant_id, key, config.mode, outcome)
+                    yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+    failed = [outcome for outcome in report.outcomes if not outcome.ok]
+    if failed:
+        raise dg.Failure(
+            description=f"{config.mode} sync of tenant {tenant_id}: "
+            + "; ".join(f"{o.entity}: {o.error}" for o in failed),
+            metadata={"failed_steps": [o.entity for o in failed], "tenant_id": tenant_id,
+                      "api_calls": report.api_calls},
+        )
+
+
+def _step_counts(outcome: EntityOutcome) -> dict:
+    result = outcome.result
+    return {
+        "inserted": result.inserted,
+        "updated": result.updated + result.revived,
+        "deleted": result.deleted,
+        "unchanged": result.unchanged,
+        "api_calls": outcome.api_calls,
+        "counts_cover": STEP_TABLES[outcome.entity],
+        "sync_run_id": outcome.run_id or "",
+    }
+
+
+def _table_result_metadata(engine, tenant_id: str, key: dg.AssetKey, mode: str, outcome: EntityOutcome) -> dict:
+    counts = row_counts(engine, ENTITY_OF_KEY[key], tenant_id)
+    return {
+        "dagster/row_count": counts.live,
+        "soft_deleted_rows": counts.deleted,
+        **_table_metadata(key),
+        "tenant_id": tenant_id,
+        "mode": mode,
+        **_step_counts(outcome),
+    }
+
+
+def _changes_result(context, engine, tenant_id: str, mode: str, outcome: EntityOutcome) -> dg.MaterializeResult:
+    found = timesheet_change_counts(engine, tenant_id, outcome.run_id)
+    stored = timesheet_change_counts(engine, tenant_id)
+    compared = mode == NIGHTLY
+    change_metadata = {
+        "changes_found": found["total"],
+        "changed_fields": found["changed"],
+        "added_entries": found["added"],
+        "deleted_entries": found["deleted"],
+        "entries_changed": found["entries"],
+    }
+    check_results = []
+    if dg.AssetCheckKey(TIMESHEET_CHANGES, NIGHTLY_COMPARISON.name) in context.selected_asset_check_keys:
+        check_results.append(
+            dg.AssetCheckResult(
+                asset_key=TIMESHEET_CHANGES,
+                check_name=NIGHTLY_COMPARISON.name,
+                passed=True,
+                metadata={**change_metadata, "mode": mode, "compared": compared, "tenant_id": tenant_id},
+                description=(
+                    f"the nightly comparison found {found['total']} change(s) in {found['entries']} time entries"
+                    if compared else f"no comparison in {mode} mode (the nightly sync compares)"
+                ),
+            )
+        )
+    return dg.MaterializeResult(
+        asset_key=TIMESHEET_CHANGES,
+        metadata={
+            "dagster/row_count": stored["total"],
+            **_table_metadata(TIMESHEET_CHANGES),
+            "tenant_id": tenant_id,
+            "mode": mode,
+            **change_metadata,
+            **_step_counts(outcome),
+            "inserted": found["total"],  # change rows appended by this run; the log is never updated
+            "updated": 0,
+            "deleted": 0,
+            "unchanged": 0,
+            "counts_cover": f"{TABLE_NAMES[TIMESHEET_CHANGES]} (api_calls: the timesheet step's)",
+        },
+        check_results=check_results,
+    )
