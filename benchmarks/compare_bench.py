@@ -22,7 +22,6 @@ import gc
 import json
 import pickle
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +33,9 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 
+from _child import proc_status, reset_peak, run_child  # noqa: E402
 import datacompy  # noqa: E402  (pip install -e '.[bench]')
 
 from xpm_pipeline.entities import TIMESHEET  # noqa: E402
@@ -257,11 +258,6 @@ METHODS = {
 # --- measuring ---------------------------------------------------------------------------------------
 
 
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def child(method: str, data: str, out: str) -> None:
@@ -270,26 +266,19 @@ def child(method: str, data: str, out: str) -> None:
         old, new = pickle.load(handle)
     run, keys = METHODS[method]
     gc.collect()
-    before = _status("VmRSS")
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    except OSError:
-        pass
+    before = proc_status("VmRSS")
+    reset_peak()
     started, cpu = time.perf_counter(), time.process_time()
     result = run(old, new)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    peak = _status("VmHWM")
+    peak = proc_status("VmHWM")
     with open(out, "wb") as handle:
         pickle.dump(keys(result), handle)
     print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_extra": peak - before}))
 
 
 def measure(method: str, data: str, out: str) -> dict:
-    done = subprocess.run(
-        [sys.executable, __file__, "--child", method, "--data", data, "--out", out],
-        check=True, capture_output=True, text=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_child(__file__, "--child", method, "--data", data, "--out", out)
 
 
 def main() -> int:

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+
+from _child import proc_status, reset_peak, run_child  # noqa: E402
 
 COLUMNS = ["UUID", "Job/ID", "Task/UUID", "Task/Name", "Staff/UUID", "Date", "Minutes", "Note", "Billable",
            "Start", "End", "InvoiceTaskUUID"]
@@ -98,11 +99,6 @@ METHODS = {
 }
 
 
-def _status(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def child(method: str, path: str) -> None:
@@ -110,27 +106,20 @@ def child(method: str, path: str) -> None:
     import gc
 
     gc.collect()
-    before = _status("VmRSS")
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    except OSError:
-        pass
+    before = proc_status("VmRSS")
+    reset_peak()
     started = time.perf_counter()
     result = METHODS[method](path)
     seconds = time.perf_counter() - started
-    peak = _status("VmHWM")
-    retained = _status("VmRSS")
+    peak = proc_status("VmHWM")
+    retained = proc_status("VmRSS")
     count = len(result) if not hasattr(result, "getroot") else None
     print(json.dumps({"seconds": seconds, "peak_extra": peak - before, "retained": retained - before,
                       "rows": count}))
 
 
 def run(method: str, path: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", method, "--file", path],
-        check=True, capture_output=True, text=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, "--child", method, "--file", path)
 
 
 def main() -> int:
