@@ -44,6 +44,7 @@ from xpm_pipeline.warehouse.schema import table_for
 from xpm_pipeline.xpm.client import XPMClient
 from xpm_pipeline.xpm.parse import Rows
 from xpm_pipeline.xpm.windows import DateWindow, add_months, split_range
+from xpm_pipeline.sync.steps import split_rows
 
 SAMPLE = 5
 
@@ -96,8 +97,10 @@ def _key_text(values: Sequence) -> str:
 
 
 def keys_of_rows(rows: Rows) -> frozenset[str]:
+    """Keys of the rows XPM holds live (what it flags deleted is soft-deleted in the warehouse)."""
+    live, _ = split_rows(rows, rows.entity.deleted_flag)
     names = rows.entity.key
-    return frozenset(_key_text(values) for values in zip(*(rows.column(n) for n in names)))
+    return frozenset(_key_text(values) for values in zip(*(live.column(n) for n in names)))
 
 
 @dataclass

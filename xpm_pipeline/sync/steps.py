@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from xpm_pipeline.sync.context import HOURLY, SyncContext
 from xpm_pipeline.sync.runs import SyncRun, last_checkpoint, last_success, successes_since
 from xpm_pipeline.warehouse.db import write_transaction
-from xpm_pipeline.warehouse.load import LoadResult, Scope, insert_new_only, load_entity
+from xpm_pipeline.warehouse.load import LoadResult, Scope, insert_new_only, load_entity, mark_deleted
+from xpm_pipeline.xpm.parse import Rows
 from xpm_pipeline.warehouse.schema import table_for
 
 
@@ -33,9 +34,8 @@ def sync_clients(ctx: SyncContext, run: SyncRun) -> LoadResult:
     clients, contacts = parsed["client"], parsed["client_contact"]
     contact_scope = Scope.all() if since is None else Scope("client_uuid", within=clients.column("uuid"))
     with write_transaction(ctx.engine) as conn:
-        result = load_entity(conn, "client", ctx.tenant_id, clients, synced_at=ctx.now)
-        result += load_entity(conn, "client_contact", ctx.tenant_id, contacts, synced_at=ctx.now,
-                              delete_missing=contact_scope)
+        result = load_flagged(conn, ctx, clients)
+        result += load_flagged(conn, ctx, contacts, delete_missing=contact_scope)
     if since is None:  # remembered, so the next full read is due N nights from now
         run.checkpoint(FULL_CLIENT_READ, result=result, api_calls=ctx.calls() - calls)
         return result
@@ -43,6 +43,35 @@ def sync_clients(ctx: SyncContext, run: SyncRun) -> LoadResult:
 
 
 FULL_CLIENT_READ = "client: full read"
+
+
+def load_flagged(conn, ctx: SyncContext, rows: Rows, *, delete_missing: Scope | None = None) -> LoadResult:
+    """Load an entity XPM flags as deleted rather than dropping (clients, contacts).
+
+    Live rows are loaded as usual. A flagged row is inserted once if new, then soft-deleted
+    (``_deleted_at``); it is never revived and re-deleted on later loads, so an unchanged XPM
+    answer changes nothing. A row whose flag is cleared in XPM comes back with the live rows.
+    """
+    entity = rows.entity
+    live, flagged = split_rows(rows, entity.deleted_flag)
+    result = insert_new_only(conn, entity, ctx.tenant_id, flagged, synced_at=ctx.now)
+    result += load_entity(conn, entity, ctx.tenant_id, live, synced_at=ctx.now, delete_missing=delete_missing)
+    keys = flagged.column(entity.key[0])
+    if keys:
+        result += LoadResult(deleted=mark_deleted(conn, entity, ctx.tenant_id, keys, at=ctx.now))
+    return result
+
+
+def split_rows(rows: Rows, flag: str | None) -> tuple[Rows, Rows]:
+    """(rows whose flag is not set, rows whose flag is set)."""
+    if flag is None:
+        return rows, Rows(rows.entity)
+    flags = rows.column(flag)
+    live, flagged = Rows(rows.entity), Rows(rows.entity)
+    for name, values in rows.data.items():
+        live.data[name] = [value for value, set_ in zip(values, flags) if not set_]
+        flagged.data[name] = [value for value, set_ in zip(values, flags) if set_]
+    return live, flagged
 
 
 def _full_client_read_due(ctx: SyncContext) -> bool:

@@ -46,11 +46,12 @@ def sync_rows(engine, dagster_run_id) -> dict:
     return {row.entity: row for row in rows}
 
 
-def live_rows(engine, entity, tenant) -> int:
+def live_rows(engine, entity, tenant, deleted: bool = False) -> int:
+    """Rows of the tenant that are live (or, with ``deleted``, soft-deleted)."""
     table = table_for(entity)
+    state = table.c._deleted_at.is_not(None) if deleted else table.c._deleted_at.is_(None)
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(table).where(
-            table.c.tenant_id == tenant, table.c._deleted_at.is_(None))).scalar()
+        return conn.execute(select(func.count()).select_from(table).where(table.c.tenant_id == tenant, state)).scalar()
 
 
 def xpm_calls(sandbox, tenant) -> int:
@@ -89,14 +90,17 @@ def test_initial_materializes_every_asset_for_two_tenants(defs, instance, partit
             entity = ENTITY_OF_KEY[key]
             assert {c.name: c.description for c in schema.columns} == column_docs(entity)
             assert value(metadata, "dagster/row_count") == live_rows(engine, entity, tenant) > 0
-            assert value(metadata, "soft_deleted_rows") == 0
+            # rows XPM flags deleted (clients, contacts) arrive soft-deleted
+            assert value(metadata, "soft_deleted_rows") == live_rows(engine, entity, tenant, deleted=True)
             # counts are the step's (one transaction over its tables), exactly what xpm_sync_runs recorded
             assert value(metadata, "inserted") == step.rows_inserted
             assert value(metadata, "updated") == step.rows_updated == 0
-            assert value(metadata, "deleted") == step.rows_deleted == 0
             loads = next(s.loads for s in STEPS if s.entity == STEP_OF_KEY[key])
+            assert value(metadata, "deleted") == step.rows_deleted == sum(
+                live_rows(engine, e, tenant, deleted=True) for e in loads)
             # a first load inserts every row of every table of the step
-            assert step.rows_inserted == sum(live_rows(engine, e, tenant) for e in loads)
+            assert step.rows_inserted == sum(
+                live_rows(engine, e, tenant) + live_rows(engine, e, tenant, deleted=True) for e in loads)
 
         # API calls reported per step add up to the calls the sandbox counted for the tenant, with the
         # reconciliation check's (clients+contacts and jobs+tasks share one call each)
