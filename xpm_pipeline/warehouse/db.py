@@ -15,6 +15,8 @@ Why this exists: several OS processes (Dagster runs, the CLI) share one warehous
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -62,7 +64,7 @@ def _sqlite_engine(parsed, **kwargs) -> Engine:
         cursor = dbapi_connection.cursor()
         try:
             if not in_memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
+                _set_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()
@@ -76,6 +78,20 @@ def _sqlite_engine(parsed, **kwargs) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_BEGIN_IMMEDIATE) else "BEGIN")
 
     return engine
+
+
+def _set_wal(cursor, attempts: int = 300) -> None:
+    """Switch to WAL. Switching needs a moment alone with the file: when another process is opening a
+    fresh database at the same instant, SQLite answers "database is locked" at once (the busy timeout
+    does not cover this pragma), so retry for up to ~30 s."""
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
 
 
 def dialect_name(engine: Engine | Connection) -> str:
