@@ -32,3 +32,11 @@ def run_child(script: str, *args: str) -> dict:
     """Run ``script`` with ``args`` in a new interpreter; it prints one JSON line last."""
     done = subprocess.run([sys.executable, script, *args], check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def report_checks(checks: list[tuple[str, bool, str]]) -> int:
+    """Print each target as PASS/FAIL with its measured value; 0 when all pass (the exit status)."""
+    print()
+    for name, ok, value in checks:
+        print(f"{'PASS' if ok else 'FAIL'}  {name}: {value}")
+    return 0 if all(ok for _, ok, _ in checks) else 1

@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from _child import proc_status, reset_peak, run_child  # noqa: E402
+from _child import proc_status, report_checks, reset_peak, run_child  # noqa: E402
 import datacompy  # noqa: E402  (pip install -e '.[bench]')
 
 from xpm_pipeline.entities import TIMESHEET  # noqa: E402
@@ -337,10 +337,7 @@ def main() -> int:
         (">= 5x faster than the naive loop", naive_x >= 5, f"{naive_x:.1f}x"),
         ("extra memory <= 1 GB", ours_mb <= 1024, f"{ours_mb:.0f} MB"),
     ]
-    print()
-    for name, ok, value in checks:
-        print(f"{'PASS' if ok else 'FAIL'}  {name}: {value}")
-    return 0 if all(ok for _, ok, _ in checks) else 1
+    return report_checks(checks)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from _child import proc_status, reset_peak, run_child  # noqa: E402
+from _child import proc_status, report_checks, reset_peak, run_child  # noqa: E402
 
 COLUMNS = ["UUID", "Job/ID", "Task/UUID", "Task/Name", "Staff/UUID", "Date", "Minutes", "Note", "Billable",
            "Start", "End", "InvoiceTaskUUID"]
@@ -173,10 +173,7 @@ def main() -> int:
             ("working memory independent of size (within 32 MB)", abs(overhead_big - overhead_small) <= 32,
              f"{overhead_small:.0f} vs {overhead_big:.0f} MB"),
         ]
-        print()
-        for name, ok, value in checks:
-            print(f"{'PASS' if ok else 'FAIL'}  {name}: {value}")
-        return 0 if all(ok for _, ok, _ in checks) else 1
+        return report_checks(checks)
 
 
 if __name__ == "__main__":

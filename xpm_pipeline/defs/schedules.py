@@ -86,15 +86,17 @@ def xpm_hourly_schedule(context: dg.ScheduleEvaluationContext):
     chosen = hourly_tenants(_tenants(context), when)
     if not chosen:
         return dg.SkipReason(f"no tenant in slot :{slot_of_tick(when) * SLOT_MINUTES:02d}")
-    return [
-        dg.RunRequest(
-            run_key=f"hourly/{tenant}/{_tick_label(when)}",
-            partition_key=tenant,
-            run_config=sync_run_config(HOURLY),
-            tags=tenant_tags(tenant, "hourly"),
-        )
-        for tenant in chosen
-    ]
+    return [_sync_request(tenant, HOURLY, _tick_label(when)) for tenant in chosen]
+
+
+def _sync_request(tenant: str, mode: str, tick: str) -> dg.RunRequest:
+    """One tenant's run for a tick; the run key makes a re-evaluated tick request nothing new."""
+    return dg.RunRequest(
+        run_key=f"{mode}/{tenant}/{tick}",
+        partition_key=tenant,
+        run_config=sync_run_config(mode),
+        tags=tenant_tags(tenant, mode),
+    )
 
 
 @dg.schedule(
@@ -111,15 +113,7 @@ def xpm_nightly_schedule(context: dg.ScheduleEvaluationContext):
     if not chosen:
         return dg.SkipReason(f"no tenant has its nightly sync at {when:%H:%M}")
     night = when.date().isoformat()
-    return [
-        dg.RunRequest(
-            run_key=f"nightly/{tenant}/{night}",
-            partition_key=tenant,
-            run_config=sync_run_config(NIGHTLY),
-            tags=tenant_tags(tenant, "nightly"),
-        )
-        for tenant in chosen
-    ]
+    return [_sync_request(tenant, NIGHTLY, night) for tenant in chosen]
 
 
 xpm_health_schedule = dg.ScheduleDefinition(
