@@ -315,6 +315,8 @@ class WriteField:
     name: str  # XPM element name in the request body (may differ from the read name)
     kind: str = "text"  # text | int | date (sent as YYYYMMDD) | money | time (HH:MM)
     required: bool = False
+    column: str | None = None  # warehouse column of the op's target holding this value, when the
+    # read path differs from ``name`` (``WebSite`` is read as ``Website``); None: the column whose path is ``name``
 
 
 @dataclass(frozen=True)
@@ -328,18 +330,23 @@ class WriteOp:
     creates: bool = False  # not idempotent: unclear outcomes must be reconciled before a re-send
     entity: str | None = None  # the entity the response describes
     one_of: tuple[tuple[str, ...], ...] = field(default=())  # alternatives, e.g. Minutes or Start+End
+    target: str | None = None  # the entity the op changes (read back to reconcile); default ``entity``
+
+    @property
+    def target_entity(self) -> str | None:
+        return self.target or self.entity
 
 
 W = WriteField
 
 _TIME_FIELDS = (
-    W("Job", required=True),
-    W("TaskUUID", required=True),
-    W("StaffUUID", required=True),
-    W("Date", "date", required=True),
+    W("Job", required=True, column="job_number"),
+    W("TaskUUID", required=True, column="task_uuid"),
+    W("StaffUUID", required=True, column="staff_uuid"),
+    W("Date", "date", required=True, column="entry_date"),
     W("Minutes", "int"),
-    W("Start", "time"),
-    W("End", "time"),
+    W("Start", "time", column="start_time"),
+    W("End", "time", column="end_time"),
     W("Note"),
 )
 _JOB_TASK_FIELDS = (
@@ -367,13 +374,13 @@ _CLIENT_FIELDS = (
     W("PostalCountry"),
     W("Phone"),
     W("Fax"),
-    W("WebSite"),
+    W("WebSite", column="website"),
     W("ReferralSource"),
     W("ExportCode"),
     W("IsProspect"),
-    W("AccountManagerUUID"),
-    W("JobManagerUUID"),
-    W("BillingClientUUID"),
+    W("AccountManagerUUID", column="account_manager_uuid"),
+    W("JobManagerUUID", column="job_manager_uuid"),
+    W("BillingClientUUID", column="billing_client_uuid"),
 )
 
 WRITES: dict[str, WriteOp] = {
@@ -387,28 +394,34 @@ WRITES: dict[str, WriteOp] = {
             "time_update", "PUT", "time.api/update", "Timesheet", (W("UUID", required=True),) + _TIME_FIELDS,
             "Time", entity="timesheet", one_of=(("Minutes",), ("Start", "End")),
         ),
-        WriteOp("time_delete", "DELETE", "time.api/delete/{key}", None),
+        WriteOp("time_delete", "DELETE", "time.api/delete/{key}", None, target="timesheet"),
         WriteOp(
             "job_update", "PUT", "job.api/update", "Job",
             (
-                W("ID", required=True), W("Name"), W("Description"), W("StartDate", "date"),
-                W("DueDate", "date"), W("ClientNumber"), W("CategoryID"), W("Budget", "money"),
+                W("ID", required=True, column="job_number"), W("Name"), W("Description"), W("StartDate", "date"),
+                W("DueDate", "date"), W("ClientNumber", column="client_uuid"), W("CategoryID"), W("Budget", "money"),
             ),
             "Job", entity="job",
         ),
         WriteOp(
             "job_state", "PUT", "job.api/state", "Job",
-            (W("ID", required=True), W("UUID"), W("State", required=True)), "Job", entity="job",
+            (W("ID", required=True, column="job_number"), W("UUID"), W("State", required=True)), "Job", entity="job",
         ),
         WriteOp(
             "job_task_add", "POST", "job.api/task", "Task",
-            (W("Job", required=True), W("TaskUUID", required=True), W("EstimatedMinutes", "int", required=True))
+            (
+                W("Job", required=True, column="job_number"), W("TaskUUID", required=True, column="task_uuid"),
+                W("EstimatedMinutes", "int", required=True),
+            )
             + _JOB_TASK_FIELDS[:2] + _JOB_TASK_FIELDS[3:],
-            "ID", creates=True,
+            "ID", creates=True, target="job_task",
         ),
-        WriteOp("job_task_update", "PUT", "job.api/task", "Task", (W("UUID", required=True),) + _JOB_TASK_FIELDS),
-        WriteOp("job_task_complete", "PUT", "job.api/task/{key}/complete", None),
-        WriteOp("job_task_reopen", "PUT", "job.api/task/{key}/reopen", None),
+        WriteOp(
+            "job_task_update", "PUT", "job.api/task", "Task", (W("UUID", required=True),) + _JOB_TASK_FIELDS,
+            target="job_task",
+        ),
+        WriteOp("job_task_complete", "PUT", "job.api/task/{key}/complete", None, target="job_task"),
+        WriteOp("job_task_reopen", "PUT", "job.api/task/{key}/reopen", None, target="job_task"),
         WriteOp(
             "client_add", "POST", "client.api/add", "Client", (W("Name", required=True),) + _CLIENT_FIELDS[1:],
             "Client", creates=True, entity="client",
@@ -419,3 +432,18 @@ WRITES: dict[str, WriteOp] = {
         ),
     )
 }
+
+
+def write_column(op: WriteOp, name: str) -> Column | None:
+    """The warehouse column of ``op``'s target that a write field sets, or None when none holds it
+    (``CategoryID``): used to read a write back from XPM and to show pending edits in the warehouse."""
+    target = op.target_entity
+    if target is None:
+        return None
+    entity = ENTITIES[target]
+    spec = next((f for f in op.fields if f.name == name), None)
+    if spec is None:
+        raise KeyError(f"{op.name} has no field {name!r}")
+    if spec.column is not None:
+        return entity.column(spec.column)
+    return next((c for c in entity.columns if c.path == name), None)

@@ -44,6 +44,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,7 +69,7 @@ from xpm_pipeline.quota.limits import (
     with_overrides,
 )
 from xpm_pipeline.quota.measure import Measure, Measurer, Snapshot, counted_by_xpm
-from xpm_pipeline.quota.windows import MINUTE, simulate_eta
+from xpm_pipeline.quota.windows import MINUTE, simulate_schedule
 from xpm_pipeline.warehouse.db import dialect_name, write_transaction
 from xpm_pipeline.xpm.client import CallInfo, CallResult
 from xpm_pipeline.xpm.errors import XPMRateLimited
@@ -84,6 +86,9 @@ DEFAULT_POLL = 0.1  # seconds between looks when only the in-flight cap holds a 
 BLOCKED, APP_BLOCKED, MINUTE_FULL, SERVER_MINUTE, DAY_FULL, SERVER_DAY, IN_FLIGHT = (
     "blocked", "app_blocked", "minute", "server_minute", "day", "server_day", "in_flight",
 )
+
+
+OnAdmit = Callable[[Connection, "Admission"], None]
 
 
 class QuotaExhausted(XPMRateLimited):
@@ -201,6 +206,7 @@ class QuotaLedger:
         self.use_limits_table = use_limits_table
         self.prune_every = prune_every
         self._pending: dict[tuple[int, int], Admission] = {}
+        self._local = threading.local()
         self._pending_lock = threading.Lock()
         self._last_prune: datetime | None = None
         self.limits_refresh = float(limits_refresh)
@@ -224,7 +230,12 @@ class QuotaLedger:
             stale = self._pending.pop(key, None)
         if stale is not None:  # the same call again without an outcome: that attempt is over
             self.finish(stale, None)
-        admission = self.admit(call)
+        handed = getattr(self._local, "handed", None)
+        if handed is not None and handed.tenant_id == call.tenant_id:
+            self._local.handed = None  # admitted earlier, with the caller's own bookkeeping
+            admission = handed
+        else:
+            admission = self.admit(call)
         with self._pending_lock:
             self._pending[key] = admission
 
@@ -236,6 +247,20 @@ class QuotaLedger:
             return
         self.finish(admission, result)
 
+    @contextmanager
+    def admitted(self, admission: Admission) -> Iterator[None]:
+        """Let this thread's next call of ``admission``'s tenant use an admission already taken (the
+        export drain takes it in the transaction that marks its item ``sending``). Retries of that call
+        are admitted as usual. An admission the block never used is finished as abandoned: it counts."""
+        self._local.handed = admission
+        try:
+            yield
+        finally:
+            unused = getattr(self._local, "handed", None)
+            self._local.handed = None
+            if unused is not None:
+                self.finish(unused, None)
+
     def admission_for(self, call: CallInfo) -> Admission | None:
         """This thread's admission of ``call`` awaiting its outcome (for logs and tests)."""
         with self._pending_lock:
@@ -243,13 +268,14 @@ class QuotaLedger:
 
     # --- admission ------------------------------------------------------------------------------
 
-    def admit(self, call: CallInfo, *, max_wait: float | None = None) -> Admission:
+    def admit(self, call: CallInfo, *, max_wait: float | None = None, on_admit: OnAdmit | None = None) -> Admission:
         """Admit the call, sleeping on the clock while a limit holds it back; raise ``QuotaExhausted``
-        when it could not go within ``max_wait`` seconds (default: the ledger's)."""
+        when it could not go within ``max_wait`` seconds (default: the ledger's). ``on_admit``: see
+        ``try_admit``."""
         budget = self.max_wait if max_wait is None else max_wait
         started: datetime | None = None
         while True:
-            admission = self.try_admit(call)
+            admission = self.try_admit(call, on_admit=on_admit)
             if admission.admitted:
                 return admission
             started = started or admission.at
@@ -263,8 +289,13 @@ class QuotaLedger:
             log.debug("quota: %s %s waits %.3fs (%s)", call.tenant_id, call.path, wait, admission.reason)
             self.clock.sleep(max(wait, 1e-6))
 
-    def try_admit(self, call: CallInfo) -> Admission:
-        """One atomic attempt: admit and record the call now, or say when it could go and why not."""
+    def try_admit(self, call: CallInfo, *, on_admit: OnAdmit | None = None) -> Admission:
+        """One atomic attempt: admit and record the call now, or say when it could go and why not.
+
+        ``on_admit(conn, admission)`` runs inside the admitting transaction, so the caller's own write
+        (an export item marked ``sending``) commits together with the admission, or neither does: an
+        exception from it undoes the admission and propagates.
+        """
         background = is_background(call)
         with write_transaction(self.engine) as conn:
             self._lock(conn, call.tenant_id)
@@ -291,7 +322,10 @@ class QuotaLedger:
                 )
                 .returning(T.ledger.c.call_id)
             ).scalar_one()
-        return Admission(call.tenant_id, True, now, call_id=call_id)
+            admission = Admission(call.tenant_id, True, now, call_id=call_id)
+            if on_admit is not None:
+                on_admit(conn, admission)
+        return admission
 
     def finish(self, admission: Admission, result: CallResult | None) -> None:
         """Record an admitted call's outcome (``None``: abandoned) and what XPM said about the quota.
@@ -504,6 +538,14 @@ class QuotaLedger:
     def eta(self, tenant_id: str, calls: int, direction: str = WRITE, *, background: bool = False) -> datetime:
         """When the last of ``calls`` more calls could be admitted at the current quota (an estimate:
         it assumes nobody else calls meanwhile and ignores concurrency)."""
+        schedule = self.schedule(tenant_id, calls, direction, background=background)
+        return schedule[-1] if schedule else self.clock.now()
+
+    def schedule(
+        self, tenant_id: str, calls: int, direction: str = WRITE, *, background: bool = False
+    ) -> list[datetime]:
+        """When each of ``calls`` more calls could be admitted at the current quota (``eta``'s caveats):
+        the export queue's ETA per item in one simulation."""
         with self.engine.connect() as conn:
             now = self._now(conn)
             m = self._measurer.measure(conn, tenant_id, now, self.limits_for(tenant_id, conn=conn))
@@ -525,7 +567,9 @@ class QuotaLedger:
             if snap is not None and server is not None and server < local:
                 history.extend([snap.call_at] * (local - server))
         blocks = [b for b in (m.blocked_until, m.app_blocked_until) if b is not None]
-        return simulate_eta(
+        if calls <= 0:
+            return []
+        return simulate_schedule(
             now=now,
             calls=calls,
             limits=m.limits,

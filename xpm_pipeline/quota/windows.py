@@ -81,8 +81,27 @@ def simulate_eta(
     ``day_allowance``: calls of the day this kind of call may see used (``QuotaLimits.day_allowance``).
     Concurrency is ignored (calls are assumed short), so this is the quota's answer, not a promise.
     """
+    schedule = simulate_schedule(
+        now=now, calls=calls, limits=limits, day_allowance=day_allowance, history=history, margin=margin,
+        not_before=not_before,
+    )
+    return schedule[-1] if schedule else max(now, not_before or now)
+
+
+def simulate_schedule(
+    *,
+    now: datetime,
+    calls: int,
+    limits: QuotaLimits,
+    day_allowance: int,
+    history: Iterable[datetime],
+    margin: float = 0.0,
+    not_before: datetime | None = None,
+) -> list[datetime]:
+    """The admission time of each of ``calls`` new calls (``simulate_eta``'s rules), in order."""
+    schedule: list[datetime] = []
     if calls <= 0:
-        return max(now, not_before or now)
+        return schedule
     minute_limit = limits.minute_limit
     times = sorted(history)
     t = max(now, not_before or now)
@@ -111,4 +130,5 @@ def simulate_eta(
                     continue
             break
         times.append(t)
-    return t
+        schedule.append(t)
+    return schedule

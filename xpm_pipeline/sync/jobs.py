@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from sqlalchemy import and_, select, update
 
+from xpm_pipeline.export.protect import protect_pending
 from xpm_pipeline.sync.context import SyncContext
 from xpm_pipeline.sync.runs import SyncRun
 from xpm_pipeline.warehouse.db import write_transaction
@@ -64,6 +65,7 @@ def sync_jobs(ctx: SyncContext, run: SyncRun) -> LoadResult:
 
     loaded_uuids = set(seen["job"].column("uuid"))
     with write_transaction(ctx.engine) as conn:
+        protect_pending(conn, ctx.tenant_id, seen["job"])  # queued edits not yet in XPM keep their values
         result = load_entity(conn, "job", ctx.tenant_id, seen["job"], synced_at=ctx.now)
         result += load_entity(conn, "job_task", ctx.tenant_id, seen["job_task"], synced_at=ctx.now,
                               delete_missing=Scope("job_uuid", within=sorted(loaded_uuids)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from xpm_pipeline.export.protect import protect_pending
 from xpm_pipeline.sync.context import HOURLY, SyncContext
 from xpm_pipeline.sync.runs import SyncRun, last_checkpoint, last_success, successes_since
 from xpm_pipeline.warehouse.db import write_transaction
@@ -34,6 +35,7 @@ def sync_clients(ctx: SyncContext, run: SyncRun) -> LoadResult:
     clients, contacts = parsed["client"], parsed["client_contact"]
     contact_scope = Scope.all() if since is None else Scope("client_uuid", within=clients.column("uuid"))
     with write_transaction(ctx.engine) as conn:
+        protect_pending(conn, ctx.tenant_id, clients)  # queued edits not yet in XPM keep their values
         result = load_flagged(conn, ctx, clients)
         result += load_flagged(conn, ctx, contacts, delete_missing=contact_scope)
     if since is None:  # remembered, so the next full read is due N nights from now

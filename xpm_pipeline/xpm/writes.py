@@ -20,7 +20,11 @@ _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
 class WriteValidationError(ValueError):
-    """A change cannot be sent as given; the message names the field."""
+    """A change cannot be sent as given; the message names the field (also in ``field``)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _format(op: WriteOp, spec: WriteField, value: Any) -> str:
@@ -35,27 +39,29 @@ def _format(op: WriteOp, spec: WriteField, value: Any) -> str:
         try:
             return parse_xpm_date(str(value)).strftime("%Y%m%d")
         except ValueError:
-            raise WriteValidationError(f"{where}: {value!r} is not a date (use 2026-11-23 or 20261123)") from None
+            raise WriteValidationError(
+                f"{where}: {value!r} is not a date (use 2026-11-23 or 20261123)", spec.name
+            ) from None
     if spec.kind == "int":
         if isinstance(value, bool):
-            raise WriteValidationError(f"{where}: expected whole minutes, got {value!r}")
+            raise WriteValidationError(f"{where}: expected whole minutes, got {value!r}", spec.name)
         try:
             number = int(str(value).strip())
         except ValueError:
-            raise WriteValidationError(f"{where}: expected whole minutes, got {value!r}") from None
+            raise WriteValidationError(f"{where}: expected whole minutes, got {value!r}", spec.name) from None
         return str(number)
     if spec.kind == "money":
         try:
             amount = Decimal(str(value).strip())
         except InvalidOperation:
-            raise WriteValidationError(f"{where}: {value!r} is not an amount") from None
+            raise WriteValidationError(f"{where}: {value!r} is not an amount", spec.name) from None
         if not amount.is_finite():
-            raise WriteValidationError(f"{where}: {value!r} is not an amount")
+            raise WriteValidationError(f"{where}: {value!r} is not an amount", spec.name)
         return f"{amount.quantize(Decimal('0.01'))}"
     if spec.kind == "time":
         text = str(value).strip()
         if not _TIME.match(text):
-            raise WriteValidationError(f"{where}: {value!r} is not a time of day HH:MM")
+            raise WriteValidationError(f"{where}: {value!r} is not a time of day HH:MM", spec.name)
         return text
     if isinstance(value, bool):
         return "Yes" if value else "No"
@@ -74,16 +80,16 @@ def validate_fields(op: WriteOp | str, fields: dict[str, Any]) -> dict[str, str]
     unknown = sorted(set(fields) - set(known))
     if unknown:
         raise WriteValidationError(
-            f"{op.name}: unknown field(s) {', '.join(unknown)}; XPM takes {', '.join(known)}"
+            f"{op.name}: unknown field(s) {', '.join(unknown)}; XPM takes {', '.join(known)}", unknown[0]
         )
     for spec in op.fields:
         if spec.required and (fields.get(spec.name) is None or str(fields.get(spec.name)).strip() == ""):
-            raise WriteValidationError(f"{op.name}: {spec.name} is required")
+            raise WriteValidationError(f"{op.name}: {spec.name} is required", spec.name)
     if op.one_of:
         present = [group for group in op.one_of if all(fields.get(name) not in (None, "") for name in group)]
         if len(present) != 1:
             choices = " or ".join("+".join(group) for group in op.one_of)
-            raise WriteValidationError(f"{op.name}: give exactly one of {choices}")
+            raise WriteValidationError(f"{op.name}: give exactly one of {choices}", "/".join(op.one_of[0]))
     return {name: _format(op, known[name], value) for name, value in fields.items()}
 
 

@@ -1,0 +1,177 @@
+"""What a change to export looks like, and how a change file is checked before anything is queued.
+
+A change is ``{"kind", "op", "key", "fields"}`` (design.md's ``changes.jsonl``). ``KINDS`` maps each
+kind and op to the XPM write it becomes and its priority; ``fields`` use XPM's own element names and
+are checked against that write's declaration in ``entities.WRITES`` (required fields, types, dates as
+``2026-11-23`` or ``20261123``), so a change that XPM would refuse for its form never spends quota.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xpm_pipeline.entities import WRITES, WriteOp, write_column
+from xpm_pipeline.xpm.parse import CONVERTERS
+from xpm_pipeline.xpm.writes import WriteValidationError, validate_fields
+
+MAX_KEY = 100
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ChangeKind:
+    kind: str
+    op: str
+    write_op: str
+    priority: int  # 1 goes first
+    key_field: str | None  # the body field that names the changed thing (updates), else None
+
+    @property
+    def write(self) -> WriteOp:
+        return WRITES[self.write_op]
+
+
+# Priority: timesheets > job updates > client updates > task updates (then age).
+KINDS: dict[tuple[str, str], ChangeKind] = {
+    (k.kind, k.op): k
+    for k in (
+        ChangeKind("timesheet", "create", "time_add", 1, None),
+        ChangeKind("timesheet", "update", "time_update", 1, "UUID"),
+        ChangeKind("timesheet", "delete", "time_delete", 1, None),
+        ChangeKind("job", "update", "job_update", 2, "ID"),
+        ChangeKind("client", "create", "client_add", 3, None),
+        ChangeKind("client", "update", "client_update", 3, "UUID"),
+        ChangeKind("task", "create", "job_task_add", 4, None),
+        ChangeKind("task", "update", "job_task_update", 4, "UUID"),
+    )
+}
+PRIORITY_NAMES = {1: "timesheets", 2: "job updates", 3: "client updates", 4: "task updates"}
+KIND_NAMES = tuple(dict.fromkeys(k.kind for k in KINDS.values()))
+
+
+class ChangeError(ValueError):
+    """A change (or a line of a change file) is not valid; the message names the line and field."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One validated change. ``fields`` hold XPM element names; for updates the key field is set."""
+
+    kind: str
+    op: str
+    key: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> ChangeKind:
+        return KINDS[(self.kind, self.op)]
+
+    @property
+    def priority(self) -> int:
+        return self.spec.priority
+
+    def payload(self) -> str:
+        return json.dumps(dict(self.fields), sort_keys=True, ensure_ascii=False, default=str)
+
+
+def make_change(raw: Any, *, where: str = "change") -> Change:
+    """Check one change given as a dict (from JSON or code); raise ``ChangeError`` naming the field."""
+    if not isinstance(raw, Mapping):
+        raise ChangeError(f"{where}: expected a JSON object with kind, op, key, fields")
+    unknown = sorted(set(raw) - {"kind", "op", "key", "fields"})
+    if unknown:
+        raise ChangeError(f"{where}: unknown member(s) {', '.join(unknown)} (expected kind, op, key, fields)")
+    kind, op = raw.get("kind"), raw.get("op")
+    if kind not in KIND_NAMES:
+        raise ChangeError(f"{where}: field 'kind' must be one of {', '.join(KIND_NAMES)}, got {kind!r}")
+    spec = KINDS.get((kind, op))
+    if spec is None:
+        ops = ", ".join(o for (k, o) in KINDS if k == kind)
+        raise ChangeError(f"{where}: field 'op' for kind {kind} must be one of {ops}, got {op!r}")
+    key = raw.get("key")
+    if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
+        raise ChangeError(f"{where}: field 'key' must be a non-empty string of at most {MAX_KEY} characters")
+    key = key.strip()
+    fields = raw.get("fields", {})
+    if fields is None:
+        fields = {}
+    if not isinstance(fields, Mapping):
+        raise ChangeError(f"{where}: field 'fields' must be an object of XPM element names")
+    fields = dict(fields)
+    if spec.key_field is not None:
+        given = fields.get(spec.key_field)
+        if given not in (None, "") and str(given).strip().lower() != key.lower():
+            raise ChangeError(
+                f"{where}: fields.{spec.key_field} ({given!r}) differs from key ({key!r}); they name the same thing"
+            )
+        fields[spec.key_field] = key
+    try:
+        validate_fields(spec.write, fields) if spec.write.body_element else _no_fields(spec, fields)
+    except WriteValidationError as exc:
+        raise ChangeError(f"{where}: field '{exc.field or 'fields'}': {exc}") from None
+    if op == "update" and spec.key_field is not None and len(fields) < 2:
+        raise ChangeError(f"{where}: field 'fields' has nothing to change (only {spec.key_field})")
+    return Change(kind=kind, op=op, key=key, fields=fields)
+
+
+def typed_values(spec: ChangeKind, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The warehouse columns a change sets, typed as a sync would load them (the key field and fields
+    no column holds left out): to show pending edits and to compare with what XPM reads back."""
+    formatted = validate_fields(spec.write, dict(fields))
+    values: dict[str, Any] = {}
+    for name, text in formatted.items():
+        if name == spec.key_field:
+            continue
+        column = write_column(spec.write, name)
+        if column is None or column.key:
+            continue
+        values[column.name] = CONVERTERS[column.type](text) if text != "" else None
+    return values
+
+
+def _no_fields(spec: ChangeKind, fields: dict) -> None:
+    if fields:
+        raise WriteValidationError(f"{spec.write_op} takes no fields (the key says what to {spec.op})")
+
+
+def read_change_file(path: str | Path) -> list[Change]:
+    """Every change of a JSONL file, all checked first: the first bad line raises ``ChangeError``
+    ("changes.jsonl line 7: field 'Minutes': ..."), and then nothing from the file may be queued."""
+    path = Path(path)
+    name = path.name
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ChangeError(f"{path}: cannot read the change file ({exc.strerror or exc})") from None
+    if size > MAX_FILE_BYTES:
+        raise ChangeError(f"{path}: {size} bytes is more than a change file may hold ({MAX_FILE_BYTES})")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ChangeError(f"{path}: cannot read the change file ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ChangeError(f"{name} line {line}: not UTF-8 text") from None
+    return parse_changes(text.splitlines(), source=name)
+
+
+def parse_changes(lines: Iterable[str], *, source: str = "changes") -> list[Change]:
+    changes: list[Change] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{source} line {number}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ChangeError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        changes.append(make_change(raw, where=where))
+    if not changes:
+        raise ChangeError(f"{source}: no changes in the file")
+    return changes

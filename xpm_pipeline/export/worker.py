@@ -1,0 +1,221 @@
+"""The drain: send one tenant's queued changes to XPM, in priority order, until the queue or the quota
+is empty. Run by ``xpm-pipeline export drain`` and by the Dagster drain job (one run per tenant).
+
+Per item: claim (leased) -> admission + ``sending`` in one transaction -> the HTTP call -> ``done``
+with XPM's id. What each answer does:
+
+=====================================  ==================================================================
+XPM's answer                            the item
+=====================================  ==================================================================
+OK                                      done (remote id: the new UUID for creates)
+ERROR / 4xx with a reason, not found    dead, with XPM's reason (fix it and ``queue --retry-dead``)
+429, or our quota used up               pending again, not an attempt; the drain stops until quota returns
+unclear (timeout, reset, 5xx, cut)      in doubt -> read back at once (``reconcile``) -> done or pending
+credentials refused                     pending again, not an attempt; the drain stops (reconnect)
+anything else (our bug, database down)  left ``sending``: after the lease it is in doubt, then read back
+=====================================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.engine import Engine
+
+from xpm_pipeline.clock import Clock
+from xpm_pipeline.export import queue as Q
+from xpm_pipeline.export.reconcile import APPLIED, GONE, reconcile
+from xpm_pipeline.killpoints import killpoint
+from xpm_pipeline.quota.ledger import QuotaExhausted, QuotaLedger
+from xpm_pipeline.xpm.client import CallInfo, XPMClient
+from xpm_pipeline.xpm.writes import WriteValidationError
+from xpm_pipeline.xpm.errors import (
+    XPMAuthError,
+    XPMError,
+    XPMParseError,
+    XPMRateLimited,
+    XPMResponseError,
+    XPMServerError,
+    XPMUnavailable,
+    XPMUnclearOutcome,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = 600.0  # seconds a claim (and a send) may take before others treat the worker as dead
+DEFAULT_MAX_WAIT = 120.0  # seconds the drain waits for quota before it stops and leaves items pending
+
+EMPTY, QUOTA, LIMIT, STOPPED_UNAVAILABLE, STOPPED_AUTH, DEADLINE = (
+    "queue empty", "quota used up", "item limit", "XPM unavailable", "credentials refused", "deadline",
+)
+
+
+@dataclass
+class DrainReport:
+    tenant_id: str
+    worker: str
+    sent: int = 0  # sends (each spent one admitted write)
+    done: int = 0
+    dead: int = 0
+    in_doubt: int = 0  # unclear answers met (each then read back)
+    reconciled: int = 0  # in-doubt items settled by reading XPM back
+    requeued: int = 0
+    stopped: str = EMPTY
+    resume_at: datetime | None = None  # quota stop: when the next call may go
+    error: str | None = None
+    events: list[tuple[int, str]] = field(default_factory=list)  # (item_id, event), in order
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _trimmed_answer(result) -> str:
+    parsed = result.parsed
+    parts = [f"{k}={v}" for k, v in sorted(parsed.extras.items()) if k not in ("Status",)]
+    for name, rows in parsed.rows.items():
+        if len(rows):
+            parts.append(f"{name}: {rows.records()[0]}")
+    return "OK " + "; ".join(parts)
+
+
+def drain(
+    engine: Engine,
+    client: XPMClient,
+    ledger: QuotaLedger,
+    *,
+    clock: Clock | None = None,
+    lease: float = DEFAULT_LEASE,
+    max_wait: float = DEFAULT_MAX_WAIT,
+    max_items: int | None = None,
+    until: datetime | None = None,
+    worker: str | None = None,
+    on_item: Callable[[Q.Item, str], None] | None = None,
+) -> DrainReport:
+    """Send the tenant's queue until it is empty, the quota is used up, ``max_items`` items were
+    handled or the clock passes ``until``. Safe to run in several processes at once."""
+    clock = clock or ledger.clock
+    tenant_id = client.tenant_id
+    report = DrainReport(tenant_id=tenant_id, worker=worker or Q.new_worker_id())
+    lease_span = timedelta(seconds=lease)
+    handled = 0
+    while True:
+        now = clock.now()
+        if until is not None and now >= until:
+            report.stopped = DEADLINE
+            break
+        if max_items is not None and handled >= max_items:
+            report.stopped = LIMIT
+            break
+        Q.recover_expired(engine, tenant_id, now, worker=report.worker)
+        item = Q.claim_next(engine, tenant_id, report.worker, now, lease_span)
+        if item is None:
+            report.stopped = EMPTY
+            break
+        killpoint("export.after_claim")
+        handled += 1
+        if item.status == "in_doubt":
+            outcome = _settle(engine, client, item, clock, report)
+        else:
+            outcome = _send(engine, client, ledger, item, clock, lease_span, max_wait, report)
+        if on_item is not None:
+            on_item(item, outcome)
+        if report.stopped != EMPTY or report.error:
+            break
+    return report
+
+
+def _send(engine, client: XPMClient, ledger: QuotaLedger, item: Q.Item, clock: Clock, lease: timedelta,
+          max_wait: float, report: DrainReport) -> str:
+    op = item.spec.write
+    path = op.path.format(key=item.entity_key) if "{key}" in op.path else op.path
+    call = CallInfo(tenant_id=item.tenant_id, method=op.method, path=path, direction="write", entity=op.entity)
+    sending: list[Q.Item] = []
+
+    def on_admit(conn, admission) -> None:
+        sending.append(Q.mark_sending(conn, item, call_id=admission.call_id, now=admission.at, lease=lease))
+
+    try:
+        admission = ledger.admit(call, max_wait=max_wait, on_admit=on_admit)
+    except QuotaExhausted as exc:
+        Q.release(engine, item, clock.now(), str(exc))
+        report.stopped, report.resume_at = QUOTA, exc.available_at
+        return "waiting"
+    except Q.ClaimLost:
+        return "taken over"
+    item = sending[0]
+    killpoint("export.after_sending_commit")
+    report.sent += 1
+    try:
+        with ledger.admitted(admission):
+            key = item.entity_key if "{key}" in op.path else None
+            result = client.write(op, item.payload if op.body_element else None, key=key)
+    except XPMRateLimited as exc:  # a 429 (or our quota, on a retry): not an attempt
+        resume = clock.now() + timedelta(seconds=exc.retry_after or 0)
+        Q.requeue(engine, item, clock.now(), str(exc), not_an_attempt=True)
+        report.requeued += 1
+        report.stopped, report.resume_at = QUOTA, getattr(exc, "available_at", resume)
+        return _event(report, item, "requeued")
+    except XPMAuthError as exc:
+        Q.requeue(engine, item, clock.now(), str(exc), not_an_attempt=True)
+        report.requeued += 1
+        report.stopped, report.error = STOPPED_AUTH, str(exc)
+        return _event(report, item, "requeued")
+    except (XPMUnclearOutcome, XPMServerError, XPMParseError, XPMUnavailable) as exc:
+        # In doubt items are claimed first, so the next turn of the loop reads this one back.
+        Q.mark_in_doubt(engine, item, clock.now(), str(exc))
+        report.in_doubt += 1
+        return _event(report, item, "in_doubt")
+    except XPMResponseError as exc:  # XPM understood and refused: sending again will not help
+        Q.mark_dead(engine, item, clock.now(), exc.description or str(exc), status_code=exc.status_code)
+        report.dead += 1
+        return _event(report, item, "dead")
+    except WriteValidationError as exc:  # queued before a rule tightened: nothing was sent
+        Q.mark_dead(engine, item, clock.now(), f"not sent: {exc}")
+        report.dead += 1
+        return _event(report, item, "dead")
+    killpoint("export.after_response")
+    remote_id = result.new_id if op.creates else item.entity_key
+    killpoint("export.before_done_commit")
+    if Q.mark_done(engine, item, clock.now(), remote_id=remote_id, response=_trimmed_answer(result)):
+        report.done += 1
+        return _event(report, item, "done")
+    return "taken over"
+
+
+def _settle(engine, client: XPMClient, item: Q.Item, clock: Clock, report: DrainReport) -> str:
+    """Read XPM back for an in-doubt item and move it on (done / pending / dead)."""
+    try:
+        verdict = reconcile(engine, client, item)
+    except XPMRateLimited as exc:
+        Q.release(engine, item, clock.now(), str(exc))
+        report.stopped = QUOTA
+        report.resume_at = getattr(exc, "available_at", clock.now() + timedelta(seconds=exc.retry_after or 0))
+        return "waiting"
+    except XPMError as exc:
+        Q.release(engine, item, clock.now(), str(exc))
+        report.stopped, report.error = STOPPED_UNAVAILABLE, f"reading XPM back for item {item.item_id}: {exc}"
+        return "in_doubt"
+    killpoint("export.after_reconcile_read")
+    report.reconciled += 1
+    now = clock.now()
+    if verdict.outcome == APPLIED:
+        Q.mark_done(engine, item, now, remote_id=verdict.remote_id, response=verdict.detail, status_code=None,
+                    event="reconciled")
+        report.done += 1
+        return _event(report, item, "done")
+    if verdict.outcome == GONE:
+        Q.mark_dead(engine, item, now, verdict.detail)
+        report.dead += 1
+        return _event(report, item, "dead")
+    Q.requeue(engine, item, now, f"read back: not applied ({verdict.detail}); sending again")
+    report.requeued += 1
+    return _event(report, item, "requeued")
+
+
+def _event(report: DrainReport, item: Q.Item, event: str) -> str:
+    report.events.append((item.item_id, event))
+    return event
