@@ -215,6 +215,14 @@ def ui(
         raise typer.Exit(code)
 
 
+def _mount_export() -> None:
+    from xpm_pipeline.cli_export import mount
+
+    mount(app)
+
+
+_mount_export()
+
 _EXPECTED = (ConfigError, TokenKeyError, XPMError, ValueError, OSError)
 
 

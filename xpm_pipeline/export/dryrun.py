@@ -78,9 +78,9 @@ class ExportPlan:
 def plan(engine: Engine, ledger: QuotaLedger, tenant_id: str) -> ExportPlan:
     """The drain's order and each item's ETA at the current quota."""
     rows = Q.open_items(engine, tenant_id)
-    usage = ledger.usage(tenant_id)
     calls = sum(2 if r.status == T.IN_DOUBT else 1 for r in rows)
     schedule = ledger.schedule(tenant_id, calls, WRITE) if calls else []
+    usage = ledger.usage(tenant_id)  # read after the schedule: "now" is then never before its first slot
     result = ExportPlan(tenant_id=tenant_id, at=usage.at, usage=usage)
     result.dead = Q.depth(engine, tenant_id).by_status.get(T.DEAD, 0)
     slot = 0
