@@ -19,6 +19,7 @@ import yaml
 from xpm_pipeline.defs.partitions import TENANT_TAG
 
 PARTITION_TAG = "dagster/partition"
+EXPORT_TAG = "xpm/export"  # export drain runs: one per tenant at a time, beside that tenant's syncs
 MAX_CONCURRENT_RUNS = 8
 
 RUN_COORDINATOR: dict = {
@@ -29,6 +30,7 @@ RUN_COORDINATOR: dict = {
         "tag_concurrency_limits": [
             {"key": TENANT_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
             {"key": PARTITION_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
+            {"key": EXPORT_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1},
         ],
     },
 }

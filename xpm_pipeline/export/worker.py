@@ -219,3 +219,15 @@ def _settle(engine, client: XPMClient, item: Q.Item, clock: Clock, report: Drain
 def _event(report: DrainReport, item: Q.Item, event: str) -> str:
     report.events.append((item.item_id, event))
     return event
+
+
+def tenants_ready(engine: Engine, ledger: QuotaLedger, now: datetime) -> dict[str, int]:
+    """Tenants a drain run would make progress for now — items it could take, and export quota left
+    (a tenant waiting for tomorrow's quota is not started every minute) — with their open item counts."""
+    ready: dict[str, int] = {}
+    for tenant_id in Q.tenants_with_work(engine, now):
+        usage = ledger.usage(tenant_id)
+        if usage.write_remaining <= 0 or (usage.blocked_until is not None and usage.blocked_until > usage.at):
+            continue
+        ready[tenant_id] = Q.depth(engine, tenant_id).open
+    return ready

@@ -21,7 +21,7 @@ SYNC_TABLES = {entity.table for entity in ENTITIES.values()} | {"xpm_timesheet_c
 def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     keys = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    assert keys == SYNC_TABLES | {"xpm_tenants"}
+    assert keys == SYNC_TABLES | {"xpm_tenants", "xpm_export_queue"}
     graph = defs.resolve_asset_graph()
     assert all(graph.get(dg.AssetKey(table)).partitions_def.name == "tenant" for table in SYNC_TABLES)
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
@@ -30,9 +30,9 @@ def test_definitions_load():
             ("xpm_staff", "fresh_within_2h"), ("xpm_timesheets", "fresh_within_2h"),
             ("xpm_tenants", "refresh_tokens_healthy")} <= checks
     assert {s.name for s in defs.schedules} == {"xpm_hourly_schedule", "xpm_nightly_schedule", "xpm_health_schedule"}
-    assert {s.name for s in defs.sensors} == {"xpm_tenant_sensor", "xpm_run_failure_sensor"}
+    assert {s.name for s in defs.sensors} == {"xpm_tenant_sensor", "xpm_run_failure_sensor", "xpm_export_sensor"}
     assert {j.name for j in defs.jobs} == {"xpm_initial_job", "xpm_hourly_job", "xpm_nightly_job", "xpm_full_sync_job",
-                                         "xpm_health_job"}
+                                         "xpm_health_job", "xpm_export_drain"}
 
 
 def test_every_sync_job_tags_runs_with_their_tenant():
