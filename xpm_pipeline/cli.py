@@ -131,6 +131,96 @@ def tenants(
 
 
 @app.command()
+def status(
+    tenant: Annotated[Optional[str], typer.Option("--tenant", help="Only this tenant (default: every connected tenant).")] = None,
+) -> None:
+    """Per tenant: last run per entity and mode (age, outcome), next scheduled syncs, API calls used today by
+    direction, the export queue by priority, and when the tokens need attention."""
+    from xpm_pipeline.export.changes import PRIORITY_NAMES
+    from xpm_pipeline.runtime import open_runtime
+    from xpm_pipeline.status import tenant_status
+
+    runtime = open_runtime()
+    try:
+        records = {r.tenant_id: r for r in runtime.tokens.tenants(active_only=False)}
+        if tenant is not None and tenant not in records:
+            raise typer.BadParameter(
+                f"unknown tenant {tenant!r}; known: {', '.join(sorted(records)) or 'none'}", param_hint="--tenant")
+        chosen = [records[tenant]] if tenant else [r for r in records.values() if r.status == "active"]
+        if not chosen:
+            console.print("no connected tenants: run `xpm-pipeline connect`")
+            return
+        for record in chosen:
+            state = tenant_status(runtime, record)
+            _print_status(state, PRIORITY_NAMES)
+    finally:
+        runtime.close()
+
+
+def _age(now, moment) -> str:
+    if moment is None:
+        return "never"
+    seconds = max(0, int((now - moment).total_seconds()))
+    if seconds < 120:
+        return f"{seconds}s ago"
+    if seconds < 7200:
+        return f"{seconds // 60}m ago"
+    if seconds < 172800:
+        return f"{seconds // 3600}h ago"
+    return f"{seconds // 86400}d ago"
+
+
+def _print_status(state, priority_names) -> None:
+    now, quota, record = state.at, state.quota, state.tenant
+    console.print(
+        f"[bold]{record.tenant_name}[/bold] ({record.tenant_id}) — {record.status}, hourly slot :{record.slot * 15:02d}",
+        highlight=False,
+    )
+    console.print(
+        f"  next hourly sync {state.next_hourly:%Y-%m-%d %H:%M} UTC, next nightly {state.next_nightly:%Y-%m-%d %H:%M} UTC",
+        highlight=False,
+    )
+    console.print(
+        f"  API calls today: {quota.day_reads} reads, {quota.day_writes} writes of {quota.limits.daily_limit} "
+        f"({quota.day_remaining} left; exports may use {quota.write_remaining} more, {quota.limits.daily_reserve} kept "
+        f"for syncs); this minute {quota.minute_calls}/{quota.limits.minute_limit}"
+        + (f"; blocked until {quota.blocked_until:%H:%M:%S} ({quota.blocked_problem})" if quota.blocked_until else ""),
+        highlight=False,
+    )
+    waiting = ", ".join(f"{priority_names[p]} {n}" for p, n in sorted(state.queue.open_by_priority.items())) or "empty"
+    console.print(
+        f"  export queue: {waiting}; dead {state.queue.by_status.get('dead', 0)}, done {state.queue.by_status.get('done', 0)}",
+        highlight=False,
+    )
+    if state.tokens is not None:
+        tokens = state.tokens
+        warn = " [red]re-consent soon[/red]" if tokens.refresh_expires_within(now) else ""
+        access = tokens.access_expires_at
+        access_text = ("unknown" if access is None
+                       else f"expired {_age(now, access)}" if access < now else f"valid until {access:%H:%M} UTC")
+        console.print(
+            f"  tokens: {tokens.status}; access token {access_text}; refresh token lapses if unused "
+            f"by {tokens.refresh_expires_at:%Y-%m-%d}{warn}"
+            + (f"; last error: {tokens.last_error}" if tokens.last_error else ""),
+            highlight=False,
+        )
+    table = Table(title=f"last runs of {record.tenant_id}")
+    for column in ("entity", "mode", "outcome", "started", "took", "+/~/-", "API calls", "last success", "error"):
+        table.add_column(column, overflow="fold")
+    for run in state.runs:
+        took = f"{(run.ended_at - run.started_at).total_seconds():.1f}s" if run.ended_at else "running"
+        table.add_row(
+            run.entity, run.mode, run.status, _age(now, run.started_at), took,
+            f"{run.rows_inserted}/{run.rows_updated}/{run.rows_deleted}", str(run.api_calls),
+            _age(now, run.last_success_at), (run.error or "")[:100],
+        )
+    if state.runs:
+        console.print(table)
+    else:
+        console.print("  no sync has run yet")
+
+
+@app.command()
 def sync(
     tenant: Annotated[str, typer.Option("--tenant", help="XPM tenant id (see `xpm-pipeline tenants`).")],
     mode: Annotated[str, typer.Option(help="initial | hourly | nightly.")] = "nightly",

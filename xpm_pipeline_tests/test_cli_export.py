@@ -113,3 +113,21 @@ def test_bad_input_is_one_line_and_queues_nothing(env, sandbox, tmp_path, args, 
 def test_queue_rejects_an_unknown_status(env):
     result = run("queue", "--status", "lost", env=env)
     assert result.returncode != 0 and "unknown status lost" in result.stderr
+
+
+def test_status_shows_runs_quota_queue_schedule_and_tokens(env, sandbox, tmp_path):
+    tenant = sandbox.tenant_ids[0]
+    synced = run("sync", "--tenant", tenant, "--mode", "initial", "--entity", "staff", env=env)
+    assert synced.returncode == 0, synced.stderr
+    path = _file(tmp_path, job_updates(sandbox, tenant, 1))
+    assert run("export", "add", "--tenant", tenant, "--file", path, env=env).returncode == 0
+    shown = run("status", "--tenant", tenant, env=env)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "next hourly sync" in out and "next nightly" in out
+    assert "API calls today: 1 reads, 0 writes of 10000" in out
+    assert "export queue: job updates 1" in out
+    assert "tokens: active; access token valid until" in out
+    assert "staff" in out and "initial" in out and "succeeded" in out
+    assert "unknown tenant 'nope'" in run("status", "--tenant", "nope", env=env).stderr
+
