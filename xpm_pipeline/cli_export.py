@@ -76,6 +76,8 @@ def export_drain(
     tenant: TenantOption,
     max_items: Annotated[Optional[int], typer.Option("--max-items", min=1, help="Stop after this many items.")] = None,
     max_wait: Annotated[float, typer.Option(help="Seconds to wait for quota before stopping (items stay queued).")] = 120.0,
+    lease: Annotated[float, typer.Option(min=1, help="Seconds a claimed item stays this worker's; if the worker dies, "
+                                         "others settle its items after this. Must exceed the slowest XPM call.")] = 600.0,
 ) -> None:
     """Send the tenant's queue to XPM now, in priority order, until the queue or the quota is empty."""
     from xpm_pipeline.export import depth
@@ -88,7 +90,7 @@ def export_drain(
         with runtime.client(tenant) as client, _progress() as progress:
             task = progress.add_task(f"sending to XPM ({tenant})", total=total or None)
             report = drain(
-                runtime.engine, client, runtime.ledger, max_items=max_items, max_wait=max_wait,
+                runtime.engine, client, runtime.ledger, max_items=max_items, max_wait=max_wait, lease=lease,
                 on_item=lambda item, outcome: progress.advance(task),
             )
     finally:
