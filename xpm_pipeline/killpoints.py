@@ -21,7 +21,8 @@ POINTS = (
     "export.before_done_commit",
     "export.after_reconcile_read",
     "sync.after_window_fetch",
-    "sync.mid_load",
+    "sync.after_window_load",
+    "sync.nightly_before_commit",
 )
 """Every kill point in the code (tests iterate over these)."""
 

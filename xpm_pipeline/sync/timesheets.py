@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy import insert, select
 
 from xpm_pipeline.entities import ENTITIES
+from xpm_pipeline.killpoints import killpoint
 from xpm_pipeline.quota import background_reads
 from xpm_pipeline.sync.compare import compare_entity
 from xpm_pipeline.sync.context import HOURLY, SyncContext
@@ -60,8 +61,10 @@ def _by_month(ctx: SyncContext, run: SyncRun) -> LoadResult:
             continue
         calls = ctx.calls()
         rows = ctx.client.time_entries(window)
+        killpoint("sync.after_window_fetch")
         result = load_entity(ctx.engine, "timesheet", ctx.tenant_id, rows, synced_at=ctx.now,
                              delete_missing=_window_scope(ctx, window))
+        killpoint("sync.after_window_load")  # loaded, not yet checkpointed: the month is read again
         run.checkpoint(scope, result=result, api_calls=ctx.calls() - calls)
         total += result
     return total
@@ -98,6 +101,7 @@ def _nightly(ctx: SyncContext, run: SyncRun) -> LoadResult:
         if deleted_keys:
             result += LoadResult(deleted=mark_deleted(conn, "timesheet", ctx.tenant_id, deleted_keys, at=ctx.now))
         _log_changes(conn, ctx, run, comparison, deleted_keys)
+        killpoint("sync.nightly_before_commit")  # all applied but not committed: nothing of it survives
     run.add(result, api_calls=ctx.calls() - calls)
     return result
 
