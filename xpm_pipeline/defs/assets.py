@@ -9,10 +9,11 @@ Every materialization carries:
 
 - ``dagster/row_count`` (live rows of this tenant), ``soft_deleted_rows``, ``dagster/table_name`` and
   ``dagster/column_schema`` (columns with their descriptions from the entity registry);
-- ``inserted`` / ``updated`` (revived included) / ``deleted`` / ``unchanged`` and ``api_calls`` of
-  the sync step that wrote the table. A step is one transaction over its tables, and the sync layer
-  counts per step, so the child tables of a step (client contacts, group members, tasks on jobs) show
-  the step's counts; ``counts_cover`` names the tables they cover.
+- ``inserted`` / ``updated`` (revived included) / ``deleted`` / ``unchanged`` of this table alone,
+  ``sync_run_id`` (its ``xpm_sync_runs`` row) and ``api_calls``. A step reads a parent with its children
+  (client contacts, group members, tasks on jobs come in their parent's answers), so the calls are the
+  parent table's: a child reports ``api_calls`` 0 and ``read_with`` (the parent table) with
+  ``step_api_calls``. Summing ``api_calls`` over a run's materializations gives the run's sync calls.
 """
 
 # No `from __future__ import annotations`: Dagster reads the config and resource annotations at definition time.
@@ -52,7 +53,6 @@ STEP_ASSETS: dict[str, tuple[dg.AssetKey, ...]] = {
     step.entity: tuple(asset_key(e) for e in step.loads) + ((TIMESHEET_CHANGES,) if step.entity == "timesheet" else ())
     for step in STEPS
 }
-STEP_TABLES = {step.entity: ", ".join(ENTITIES[e].table for e in step.loads) for step in STEPS}
 HOURLY_ASSETS = tuple(asset_key(step.entity) for step in STEPS if HOURLY in step.modes)
 """What the hourly flow writes (staff, timesheets): an hourly run selects exactly these."""
 
@@ -193,28 +193,29 @@ def xpm_sync(context: dg.AssetExecutionContext, config: SyncConfig, xpm: XPMReso
         )
 
 
-def _step_counts(outcome: EntityOutcome) -> dict:
-    result = outcome.result
-    return {
-        "inserted": result.inserted,
-        "updated": result.updated + result.revived,
-        "deleted": result.deleted,
-        "unchanged": result.unchanged,
-        "api_calls": outcome.api_calls,
-        "counts_cover": STEP_TABLES[outcome.entity],
-        "sync_run_id": outcome.run_id or "",
-    }
+def _calls(outcome: EntityOutcome, entity: str | None) -> dict:
+    """The step's calls on its own table; a child (or the change log) was read with the parent."""
+    if entity == outcome.entity:
+        return {"api_calls": outcome.api_calls}
+    return {"api_calls": 0, "read_with": ENTITIES[outcome.entity].table, "step_api_calls": outcome.api_calls}
 
 
 def _table_result_metadata(engine, tenant_id: str, key: dg.AssetKey, mode: str, outcome: EntityOutcome) -> dict:
-    counts = row_counts(engine, ENTITY_OF_KEY[key], tenant_id)
+    entity = ENTITY_OF_KEY[key]
+    counts = row_counts(engine, entity, tenant_id)
+    loaded = outcome.table(entity)
     return {
         "dagster/row_count": counts.live,
         "soft_deleted_rows": counts.deleted,
         **_table_metadata(key),
         "tenant_id": tenant_id,
         "mode": mode,
-        **_step_counts(outcome),
+        "inserted": loaded.inserted,
+        "updated": loaded.updated + loaded.revived,
+        "deleted": loaded.deleted,
+        "unchanged": loaded.unchanged,
+        **_calls(outcome, entity),
+        "sync_run_id": outcome.run_ids.get(entity, ""),
     }
 
 
@@ -251,12 +252,12 @@ def _changes_result(context, engine, tenant_id: str, mode: str, outcome: EntityO
             "tenant_id": tenant_id,
             "mode": mode,
             **change_metadata,
-            **_step_counts(outcome),
             "inserted": found["total"],  # change rows appended by this run; the log is never updated
             "updated": 0,
             "deleted": 0,
             "unchanged": 0,
-            "counts_cover": f"{TABLE_NAMES[TIMESHEET_CHANGES]} (api_calls: the timesheet step's)",
+            **_calls(outcome, None),
+            "sync_run_id": outcome.run_id or "",  # the timesheet run that logged the changes
         },
         check_results=check_results,
     )

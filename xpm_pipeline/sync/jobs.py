@@ -17,7 +17,7 @@ from sqlalchemy import and_, select, update
 
 from xpm_pipeline.export.protect import protect_pending
 from xpm_pipeline.sync.context import SyncContext
-from xpm_pipeline.sync.runs import SyncRun
+from xpm_pipeline.sync.runs import SyncRun, TableResults, per_table
 from xpm_pipeline.warehouse.db import write_transaction
 from xpm_pipeline.warehouse.load import LoadResult, Scope, load_entity, mark_deleted
 from xpm_pipeline.warehouse.schema import table_for
@@ -42,7 +42,7 @@ def _merge_rows(row_sets: list[dict[str, Rows]]) -> dict[str, Rows]:
     return merged
 
 
-def sync_jobs(ctx: SyncContext, run: SyncRun) -> LoadResult:
+def sync_jobs(ctx: SyncContext, run: SyncRun) -> TableResults:
     calls = ctx.calls()
     answers = [ctx.client.current_jobs(detailed=True)]
     current_uuids = set(answers[0]["job"].column("uuid"))
@@ -66,23 +66,26 @@ def sync_jobs(ctx: SyncContext, run: SyncRun) -> LoadResult:
     loaded_uuids = set(seen["job"].column("uuid"))
     with write_transaction(ctx.engine) as conn:
         protect_pending(conn, ctx.tenant_id, seen["job"])  # queued edits not yet in XPM keep their values
-        result = load_entity(conn, "job", ctx.tenant_id, seen["job"], synced_at=ctx.now)
-        result += load_entity(conn, "job_task", ctx.tenant_id, seen["job_task"], synced_at=ctx.now,
+        result = per_table()
+        result["job"] = load_entity(conn, "job", ctx.tenant_id, seen["job"], synced_at=ctx.now)
+        result["job_task"] = load_entity(conn, "job_task", ctx.tenant_id, seen["job_task"], synced_at=ctx.now,
                               delete_missing=Scope("job_uuid", within=sorted(loaded_uuids)))
         _clear_reason(conn, ctx, current_uuids)
         for confirmed_answer in confirmed:
             job = confirmed_answer["job"].records()[0]
             if job["uuid"] not in current_uuids:
                 _set_reason(conn, ctx, [job["uuid"]], f"left XPM's active job list; XPM state: {job['state']}")
-        result += _mark_completed(conn, ctx, unconfirmed, REASON_MISSING)
+        completed_jobs, completed_tasks = _mark_completed(conn, ctx, unconfirmed, REASON_MISSING)
+        result["job"] += completed_jobs
+        result["job_task"] += completed_tasks
         if deleted:
             _set_reason(conn, ctx, deleted, REASON_DELETED)
-            result += LoadResult(deleted=mark_deleted(conn, "job", ctx.tenant_id, deleted, at=ctx.now))
+            result["job"] += LoadResult(deleted=mark_deleted(conn, "job", ctx.tenant_id, deleted, at=ctx.now))
             job_tasks = table_for("job_task")
             task_keys = conn.execute(
                 select(job_tasks.c.uuid).where(job_tasks.c.tenant_id == ctx.tenant_id, job_tasks.c.job_uuid.in_(deleted))
             ).scalars().all()
-            result += LoadResult(deleted=mark_deleted(conn, "job_task", ctx.tenant_id, task_keys, at=ctx.now))
+            result["job_task"] += LoadResult(deleted=mark_deleted(conn, "job_task", ctx.tenant_id, task_keys, at=ctx.now))
     run.add(result, api_calls=ctx.calls() - calls)
     return result
 
@@ -129,19 +132,19 @@ def _set_reason(conn, ctx: SyncContext, uuids: list[str], reason: str) -> None:
     )
 
 
-def _mark_completed(conn, ctx: SyncContext, uuids: list[str], reason: str) -> LoadResult:
-    """The heuristic: a job gone from the active list is Completed, and so are its tasks."""
+def _mark_completed(conn, ctx: SyncContext, uuids: list[str], reason: str) -> tuple[LoadResult, LoadResult]:
+    """The heuristic: a job gone from the active list is Completed, and so are its tasks (counts: jobs, tasks)."""
     if not uuids:
-        return LoadResult()
+        return LoadResult(), LoadResult()
     jobs, tasks = table_for("job"), table_for("job_task")
     marked = conn.execute(
         update(jobs)
         .where(jobs.c.tenant_id == ctx.tenant_id, jobs.c.uuid.in_(uuids), jobs.c.state.is_distinct_from(COMPLETED))
         .values(state=COMPLETED, _completed_reason=reason, _synced_at=ctx.now)
     ).rowcount
-    conn.execute(
+    tasks_marked = conn.execute(
         update(tasks)
         .where(and_(tasks.c.tenant_id == ctx.tenant_id, tasks.c.job_uuid.in_(uuids), tasks.c.completed.is_not(True)))
         .values(completed=True, _synced_at=ctx.now)
-    )
-    return LoadResult(updated=marked)
+    ).rowcount
+    return LoadResult(updated=marked), LoadResult(updated=tasks_marked)

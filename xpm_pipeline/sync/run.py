@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from xpm_pipeline.sync.context import HOURLY, INITIAL, NIGHTLY, RESYNC, SyncContext
 from xpm_pipeline.sync.jobs import sync_jobs
-from xpm_pipeline.sync.runs import SyncBusy, SyncRun, start_run
+from xpm_pipeline.sync.runs import SyncBusy, SyncRun, TableResults, start_run
 from xpm_pipeline.sync.steps import sync_client_groups, sync_clients, sync_staff, sync_task_list
 from xpm_pipeline.sync.timesheets import sync_timesheets
 from xpm_pipeline.warehouse.load import LoadResult
@@ -23,10 +23,14 @@ FULL_MODES = frozenset({INITIAL, NIGHTLY, RESYNC})
 @dataclass(frozen=True)
 class Step:
     entity: str  # the registry entity the step is named after (children come along)
-    run: Callable[[SyncContext, SyncRun], LoadResult]
+    run: Callable[[SyncContext, SyncRun], LoadResult | TableResults]
     modes: frozenset[str]
-    loads: tuple[str, ...]  # every entity (table) the step writes
+    loads: tuple[str, ...]  # every entity (table) the step writes, its own first; each has its xpm_sync_runs row
     resumable: bool = False
+
+    @property
+    def children(self) -> tuple[str, ...]:
+        return tuple(name for name in self.loads if name != self.entity)
 
 
 STEPS: tuple[Step, ...] = (
@@ -42,15 +46,29 @@ STEP_BY_ENTITY = {step.entity: step for step in STEPS}
 
 @dataclass
 class EntityOutcome:
+    """One step of a sync: what it committed per table, what it cost, how it ended."""
+
     entity: str
-    run_id: str | None
-    result: LoadResult = field(default_factory=LoadResult)
-    api_calls: int = 0
+    run_id: str | None  # the step's own xpm_sync_runs row
+    tables: dict[str, LoadResult] = field(default_factory=dict)  # per table the step loads (its own first)
+    run_ids: dict[str, str] = field(default_factory=dict)  # per table: its xpm_sync_runs row
+    api_calls: int = 0  # the step's calls (its children are read with it)
     error: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def result(self) -> LoadResult:
+        """The step's counts over all its tables."""
+        total = LoadResult()
+        for counts in self.tables.values():
+            total += counts
+        return total
+
+    def table(self, entity: str) -> LoadResult:
+        return self.tables.get(entity, LoadResult())
 
 
 @dataclass
@@ -100,26 +118,27 @@ def run_sync(ctx: SyncContext, entities: Iterable[str] | None = None, *, on_step
         if on_step:
             on_step(step.entity)
         calls = ctx.calls()
-        outcome = EntityOutcome(step.entity, None)
+        outcome = EntityOutcome(step.entity, None, tables={name: LoadResult() for name in step.loads})
         report.outcomes.append(outcome)
         try:
             run = start_run(ctx.engine, ctx.clock, tenant_id=ctx.tenant_id, entity=step.entity, mode=ctx.mode,
-                            resumable=step.resumable, orchestrator_run_id=ctx.orchestrator_run_id)
+                            children=step.children, resumable=step.resumable,
+                            orchestrator_run_id=ctx.orchestrator_run_id)
         except SyncBusy as exc:
             outcome.error = str(exc)
             continue
-        outcome.run_id = run.run_id
+        outcome.run_id, outcome.run_ids = run.run_id, dict(run.run_ids)
         try:
             step.run(ctx, run)
         except Exception as exc:  # recorded on the run; the caller sees it in the report
-            outcome.result = run.total  # what was committed before the failure stays committed
+            outcome.tables = dict(run.tables)  # what was committed before the failure stays committed
             outcome.error = _one_line(exc)
             outcome.api_calls = ctx.calls() - calls
             run.fail(exc)
             if isinstance(exc, XPMAuthError):
                 break
             continue
-        outcome.result = run.total
+        outcome.tables = dict(run.tables)
         outcome.api_calls = ctx.calls() - calls
         run.finish()
     return report

@@ -7,6 +7,11 @@ CLI and Dagster runs agree.
 
 - A run holds a lease (its ``heartbeat_at``), renewed at every checkpoint. Starting a run while another
   live one holds the lease for the same tenant and entity fails with a one-line error.
+- A step that loads child tables with its parent (client -> client_contact, client_group ->
+  client_group_member, job -> job_task) writes one row per table, started and ended together, so each
+  table has its own inserted/updated/deleted. The parent's row holds the lease, the checkpoints and the
+  step's API calls (a child's rows arrive in the parent's answers: its row records 0 calls), so summing
+  ``api_calls`` over rows never counts a call twice.
 - A run that stopped without finishing (killed: ``running`` with an expired lease; or ``failed``)
   leaves checkpoints; the next run of the same mode adopts them (``resumes_run_id``) and skips those
   scopes. A run that succeeded starts the next one afresh.
@@ -15,7 +20,8 @@ CLI and Dagster runs agree.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,9 +42,22 @@ class SyncBusy(RuntimeError):
     """Another live run is syncing this tenant and entity."""
 
 
+TableResults = Mapping[str, LoadResult]
+"""What a step loaded, per table (entity name): ``{"job": LoadResult(...), "job_task": LoadResult(...)}``."""
+
+
+def per_table() -> defaultdict[str, LoadResult]:
+    """Counts of a step that loads several tables: ``loaded["job_task"] += load_entity(...)``."""
+    return defaultdict(LoadResult)
+
+
 @dataclass
 class SyncRun:
-    """A started run; ``checkpoint`` and ``finish``/``fail`` write through to the database at once."""
+    """A started run; ``checkpoint`` and ``finish``/``fail`` write through to the database at once.
+
+    ``run_id`` is the row of the step's own entity; ``run_ids`` maps every table the step loads (its
+    entity first, then children) to its row, and ``tables`` holds what the run committed per table.
+    """
 
     engine: Engine
     clock: Clock
@@ -49,37 +68,44 @@ class SyncRun:
     done_scopes: frozenset[str] = frozenset()
     resumes_run_id: str | None = None
     lease: timedelta = DEFAULT_LEASE
-    total: LoadResult = field(default_factory=LoadResult)  # what this run committed so far
+    run_ids: dict[str, str] = field(default_factory=dict)
+    tables: dict[str, LoadResult] = field(default_factory=dict)  # what this run committed so far, per table
+
+    def __post_init__(self) -> None:
+        self.run_ids = {self.entity: self.run_id, **self.run_ids}
+        self.tables = {name: self.tables.get(name, LoadResult()) for name in self.run_ids}
+
+    @property
+    def total(self) -> LoadResult:
+        """What the run committed over all its tables."""
+        result = LoadResult()
+        for counts in self.tables.values():
+            result += counts
+        return result
 
     def is_done(self, scope: str) -> bool:
         return scope in self.done_scopes
 
-    def checkpoint(self, scope: str, *, result: LoadResult, api_calls: int) -> None:
-        """Record a committed unit of work (call after its load committed) and renew the lease."""
+    def checkpoint(self, scope: str, *, result: LoadResult | TableResults, api_calls: int) -> None:
+        """Record a committed unit of work (call after its load committed) and renew the lease.
+
+        ``result`` is a ``LoadResult`` of the run's own entity, or one per table the step loads."""
+        results = self._per_table(result)
         now = self.clock.now()
         with write_transaction(self.engine) as conn:
             conn.execute(
                 insert(sync_checkpoints).values(
                     run_id=self.run_id, scope=scope, tenant_id=self.tenant_id, completed_at=now,
-                    rows=result.inserted + result.updated + result.revived, api_calls=api_calls,
+                    rows=sum(r.inserted + r.updated + r.revived for r in results.values()), api_calls=api_calls,
                 )
             )
-            conn.execute(
-                update(sync_runs)
-                .where(sync_runs.c.run_id == self.run_id)
-                .values(heartbeat_at=now, **_count_increments(result, api_calls))
-            )
-        self.total += result
+            self._record(conn, results, api_calls, now)
 
-    def add(self, result: LoadResult, *, api_calls: int = 0) -> None:
-        """Add work done outside checkpoints to the run's totals."""
+    def add(self, result: LoadResult | TableResults, *, api_calls: int = 0) -> None:
+        """Add work done outside checkpoints to the run's totals (per table, as ``checkpoint``)."""
+        results = self._per_table(result)
         with write_transaction(self.engine) as conn:
-            conn.execute(
-                update(sync_runs)
-                .where(sync_runs.c.run_id == self.run_id)
-                .values(heartbeat_at=self.clock.now(), **_count_increments(result, api_calls))
-            )
-        self.total += result
+            self._record(conn, results, api_calls, self.clock.now())
 
     def finish(self) -> None:
         self._end(SUCCEEDED, None)
@@ -89,11 +115,34 @@ class SyncRun:
         line = redact(text.splitlines()[0] if text else type(error).__name__)[:500]
         self._end(FAILED, line)
 
+    def _per_table(self, result: LoadResult | TableResults) -> dict[str, LoadResult]:
+        results = {self.entity: result} if isinstance(result, LoadResult) else dict(result)
+        unknown = sorted(set(results) - set(self.run_ids))
+        if unknown:
+            raise ValueError(f"the {self.entity} run does not load {', '.join(unknown)}; "
+                             f"name it among the step's tables (sync.run.STEPS loads)")
+        return results
+
+    def _record(self, conn, results: dict[str, LoadResult], api_calls: int, now: datetime) -> None:
+        """Counts on each table's row; the calls and the lease on the step's own row."""
+        for name, run_id in self.run_ids.items():
+            counts = results.get(name)
+            if name != self.entity and counts is None:
+                continue
+            calls = api_calls if name == self.entity else 0
+            conn.execute(
+                update(sync_runs)
+                .where(sync_runs.c.run_id == run_id)
+                .values(heartbeat_at=now, **_count_increments(counts or LoadResult(), calls))
+            )
+        for name, counts in results.items():
+            self.tables[name] += counts
+
     def _end(self, status: str, error: str | None) -> None:
         with write_transaction(self.engine) as conn:
             conn.execute(
                 update(sync_runs)
-                .where(sync_runs.c.run_id == self.run_id)
+                .where(sync_runs.c.run_id.in_(list(self.run_ids.values())))
                 .values(status=status, ended_at=self.clock.now(), error=error)
             )
 
@@ -114,17 +163,20 @@ def start_run(
     tenant_id: str,
     entity: str,
     mode: str,
+    children: Sequence[str] = (),
     resumable: bool = False,
     orchestrator_run_id: str | None = None,
     lease: timedelta = DEFAULT_LEASE,
 ) -> SyncRun:
-    """Open a run row; with ``resumable``, adopt the checkpoints of the last unfinished run of this mode."""
+    """Open a run row for ``entity`` and one for each child table the step loads with it; with
+    ``resumable``, adopt the checkpoints of the last unfinished run of this mode."""
     now = clock.now()
+    tables = [entity, *(child for child in children if child != entity)]
     with write_transaction(engine) as conn:
         same = and_(sync_runs.c.tenant_id == tenant_id, sync_runs.c.entity == entity)
         live = conn.execute(
             select(sync_runs.c.run_id, sync_runs.c.started_at, sync_runs.c.heartbeat_at)
-            .where(same, sync_runs.c.status == RUNNING)
+            .where(sync_runs.c.tenant_id == tenant_id, sync_runs.c.entity.in_(tables), sync_runs.c.status == RUNNING)
             .with_for_update()
         ).all()
         for row in live:
@@ -150,15 +202,17 @@ def start_run(
             if last is not None and last.status == FAILED:
                 resumed_from = last.run_id
                 done = frozenset(_scopes_of_chain(conn, last.run_id))
-        run_id = str(uuid.uuid4())
+        run_ids = {name: str(uuid.uuid4()) for name in tables}
         conn.execute(
-            insert(sync_runs).values(
-                run_id=run_id, tenant_id=tenant_id, entity=entity, mode=mode, status=RUNNING,
-                started_at=now, heartbeat_at=now, resumes_run_id=resumed_from,
-                orchestrator_run_id=orchestrator_run_id,
-            )
+            insert(sync_runs),
+            [
+                dict(run_id=run_ids[name], tenant_id=tenant_id, entity=name, mode=mode, status=RUNNING,
+                     started_at=now, heartbeat_at=now, resumes_run_id=resumed_from if name == entity else None,
+                     orchestrator_run_id=orchestrator_run_id)
+                for name in tables
+            ],
         )
-    return SyncRun(engine, clock, run_id, tenant_id, entity, mode, done, resumed_from, lease)
+    return SyncRun(engine, clock, run_ids[entity], tenant_id, entity, mode, done, resumed_from, lease, run_ids=run_ids)
 
 
 def _scopes_of_chain(conn, run_id: str) -> Iterable[str]:

@@ -11,19 +11,19 @@ from sqlalchemy import func, select
 
 from xpm_pipeline.export.protect import protect_pending
 from xpm_pipeline.sync.context import HOURLY, SyncContext
-from xpm_pipeline.sync.runs import SyncRun, last_checkpoint, last_success, successes_since
+from xpm_pipeline.sync.runs import SyncRun, TableResults, last_checkpoint, last_success, per_table, successes_since
 from xpm_pipeline.warehouse.db import write_transaction
 from xpm_pipeline.warehouse.load import LoadResult, Scope, insert_new_only, load_entity, mark_deleted
 from xpm_pipeline.xpm.parse import Rows
 from xpm_pipeline.warehouse.schema import table_for
 
 
-def _finish(ctx: SyncContext, run: SyncRun, result: LoadResult, calls_before: int) -> LoadResult:
+def _finish(ctx: SyncContext, run: SyncRun, result: LoadResult | TableResults, calls_before: int):
     run.add(result, api_calls=ctx.calls() - calls_before)
     return result
 
 
-def sync_clients(ctx: SyncContext, run: SyncRun) -> LoadResult:
+def sync_clients(ctx: SyncContext, run: SyncRun) -> TableResults:
     """Clients change-tracked by ``modifiedsince``; a full re-read on initial, re-sync, and every N nights
     (XPM may not flag a client modified when only a contact changed). Deleted clients stay, flagged."""
     calls = ctx.calls()
@@ -36,8 +36,9 @@ def sync_clients(ctx: SyncContext, run: SyncRun) -> LoadResult:
     contact_scope = Scope.all() if since is None else Scope("client_uuid", within=clients.column("uuid"))
     with write_transaction(ctx.engine) as conn:
         protect_pending(conn, ctx.tenant_id, clients)  # queued edits not yet in XPM keep their values
-        result = load_flagged(conn, ctx, clients)
-        result += load_flagged(conn, ctx, contacts, delete_missing=contact_scope)
+        result = per_table()
+        result["client"] = load_flagged(conn, ctx, clients)
+        result["client_contact"] = load_flagged(conn, ctx, contacts, delete_missing=contact_scope)
     if since is None:  # remembered, so the next full read is due N nights from now
         run.checkpoint(FULL_CLIENT_READ, result=result, api_calls=ctx.calls() - calls)
         return result
@@ -86,7 +87,7 @@ def _full_client_read_due(ctx: SyncContext) -> bool:
     return nights + 1 >= ctx.options.full_client_every_nights
 
 
-def sync_client_groups(ctx: SyncContext, run: SyncRun) -> LoadResult:
+def sync_client_groups(ctx: SyncContext, run: SyncRun) -> TableResults:
     """Groups from the list; members from each group's ``get`` (the only complete source of membership)."""
     calls = ctx.calls()
     groups = ctx.client.client_groups()["client_group"]
@@ -98,9 +99,11 @@ def sync_client_groups(ctx: SyncContext, run: SyncRun) -> LoadResult:
         else:
             members.extend(rows)
     with write_transaction(ctx.engine) as conn:
-        result = load_entity(conn, "client_group", ctx.tenant_id, groups, synced_at=ctx.now, delete_missing=Scope.all())
+        result = per_table()
+        result["client_group"] = load_entity(conn, "client_group", ctx.tenant_id, groups, synced_at=ctx.now,
+                                             delete_missing=Scope.all())
         member_rows = members if members is not None else {"group_uuid": [], "client_uuid": []}
-        result += load_entity(conn, "client_group_member", ctx.tenant_id, member_rows, synced_at=ctx.now,
+        result["client_group_member"] = load_entity(conn, "client_group_member", ctx.tenant_id, member_rows, synced_at=ctx.now,
                               delete_missing=Scope.all())
     return _finish(ctx, run, result, calls)
 

@@ -71,45 +71,51 @@ def test_initial_materializes_every_asset_for_two_tenants(defs, instance, partit
         assert result.dagster_run.tags["dagster/partition"] == tenant
         found = materializations(result)
         assert set(found) == ALL_SYNC_KEYS
-        steps = sync_rows(engine, result.run_id)
-        assert set(steps) == {step.entity for step in STEPS}
-        assert all(row.status == "succeeded" and row.mode == "initial" for row in steps.values())
+        rows = sync_rows(engine, result.run_id)  # one xpm_sync_runs row per table, children included
+        assert set(rows) == set(ENTITIES)
+        assert all(row.status == "succeeded" and row.mode == "initial" for row in rows.values())
 
         for key, metadata in found.items():
-            step = steps[STEP_OF_KEY[key]]
+            step = STEP_OF_KEY[key]
             assert value(metadata, "tenant_id") == tenant
             assert value(metadata, "mode") == "initial"
-            assert value(metadata, "api_calls") == step.api_calls > 0
-            assert value(metadata, "sync_run_id") == step.run_id
             assert value(metadata, "dagster/table_name") == key.path[-1]
             schema = value(metadata, "dagster/column_schema")
             if key == TIMESHEET_CHANGES:
                 assert [c.name for c in schema.columns] == [c.name for c in timesheet_changes.columns]
                 assert value(metadata, "changes_found") == value(metadata, "inserted") == 0  # no comparison initially
+                assert value(metadata, "sync_run_id") == rows["timesheet"].run_id
+                assert value(metadata, "api_calls") == 0 and value(metadata, "read_with") == "xpm_timesheets"
                 continue
             entity = ENTITY_OF_KEY[key]
+            row = rows[entity]
             assert {c.name: c.description for c in schema.columns} == column_docs(entity)
             assert value(metadata, "dagster/row_count") == live_rows(engine, entity, tenant) > 0
             # rows XPM flags deleted (clients, contacts) arrive soft-deleted
             assert value(metadata, "soft_deleted_rows") == live_rows(engine, entity, tenant, deleted=True)
-            # counts are the step's (one transaction over its tables), exactly what xpm_sync_runs recorded
-            assert value(metadata, "inserted") == step.rows_inserted
-            assert value(metadata, "updated") == step.rows_updated == 0
-            loads = next(s.loads for s in STEPS if s.entity == STEP_OF_KEY[key])
-            assert value(metadata, "deleted") == step.rows_deleted == sum(
-                live_rows(engine, e, tenant, deleted=True) for e in loads)
-            # a first load inserts every row of every table of the step
-            assert step.rows_inserted == sum(
-                live_rows(engine, e, tenant) + live_rows(engine, e, tenant, deleted=True) for e in loads)
+            # this table's own counts, exactly what its xpm_sync_runs row recorded: a first load inserts
+            # every row it stores, and soft-deletes the rows XPM flags deleted
+            assert value(metadata, "sync_run_id") == row.run_id
+            assert value(metadata, "inserted") == row.rows_inserted == (
+                live_rows(engine, entity, tenant) + live_rows(engine, entity, tenant, deleted=True))
+            assert value(metadata, "updated") == row.rows_updated == 0
+            assert value(metadata, "deleted") == row.rows_deleted == live_rows(engine, entity, tenant, deleted=True)
+            assert value(metadata, "api_calls") == row.api_calls
+            if entity == step:
+                assert row.api_calls > 0
+            else:  # read in its parent's answers: the calls are the parent's
+                assert row.api_calls == 0
+                assert value(metadata, "read_with") == ENTITIES[step].table
+                assert value(metadata, "step_api_calls") == rows[step].api_calls > 0
 
-        # API calls reported per step add up to the calls the sandbox counted for the tenant, with the
+        # API calls reported per table add up to the calls the sandbox counted for the tenant, with the
         # reconciliation check's (clients+contacts and jobs+tasks share one call each)
         checks = {(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()}
         reconcile_calls = sum(
             e.metadata["api_calls"].value for (key, name), e in checks.items()
             if name == "matches_xpm" and ENTITY_OF_KEY[key] not in ("client_contact", "job_task"))
-        sync_calls = sum(row.api_calls for row in steps.values())
-        assert sync_calls == sum(value(found[STEP_ASSETS[s][0]], "api_calls") for s in steps)
+        sync_calls = sum(row.api_calls for row in rows.values())
+        assert sync_calls == sum(value(metadata, "api_calls") for metadata in found.values())
         assert xpm_calls(sandbox, tenant) - calls_before == sync_calls + reconcile_calls
         assert 0 < reconcile_calls <= defs.resources["xpm"].reconcile_max_calls
 
@@ -172,6 +178,46 @@ def test_hourly_job_syncs_new_staff_and_time_only(defs, instance, partitioned, r
     assert value(staff, "dagster/row_count") == live_rows(runtime.engine, "staff", tenant)
     assert not result.get_asset_check_evaluations()  # reconciliation is the nightly run's business
     assert result.dagster_run.tags["xpm/flow"] == "hourly"
+
+
+@BOTH_DIALECTS
+def test_only_job_tasks_changed_shows_in_the_job_task_asset_alone(defs, instance, partitioned, runtime, sandbox, clock):
+    import dagster as dg
+
+    engine, tenant = runtime.engine, partitioned[0]
+    job_assets = [table_key("job"), table_key("job_task")]
+
+    def sync_jobs(mode):
+        return dg.materialize([xpm_sync], instance=instance, partition_key=tenant, selection=job_assets,
+                              resources={"xpm": defs.resources["xpm"]}, run_config=sync_run_config(mode))
+
+    assert sync_jobs("initial").success
+    jobs, tasks = table_for("job"), table_for("job_task")
+    with engine.connect() as conn:
+        task = conn.execute(
+            select(tasks.c.uuid, tasks.c.job_number, tasks.c.estimated_minutes)
+            .join(jobs, (jobs.c.tenant_id == tasks.c.tenant_id) & (jobs.c.uuid == tasks.c.job_uuid))
+            .where(tasks.c.tenant_id == tenant, jobs.c.state != "Completed", tasks.c._deleted_at.is_(None))
+            .order_by(tasks.c.uuid).limit(1)).one()
+    edited = httpx.patch(f"{sandbox.base_url}/_sandbox/tenants/{tenant}/jobs/{task.job_number}/tasks/{task.uuid}",
+                         json={"estimated_minutes": (task.estimated_minutes or 0) + 90}, timeout=10)
+    assert edited.status_code < 300, edited.text
+    clock.advance(17 * 3600)
+
+    result = sync_jobs("nightly")
+    found = materializations(result)
+    job, job_task = found[table_key("job")], found[table_key("job_task")]
+    assert [value(job, name) for name in ("inserted", "updated", "deleted")] == [0, 0, 0]
+    assert [value(job_task, name) for name in ("inserted", "updated", "deleted")] == [0, 1, 0]
+    assert value(job, "api_calls") > 0 and value(job_task, "api_calls") == 0
+    assert value(job_task, "step_api_calls") == value(job, "api_calls")
+    assert value(job, "dagster/row_count") == live_rows(engine, "job", tenant)
+    assert value(job_task, "dagster/row_count") == live_rows(engine, "job_task", tenant)
+    rows = sync_rows(engine, result.run_id)  # what the materializations say is what xpm_sync_runs recorded
+    assert set(rows) == {"job", "job_task"}
+    assert (rows["job_task"].rows_inserted, rows["job_task"].rows_updated, rows["job_task"].rows_deleted) == (0, 1, 0)
+    assert (rows["job"].rows_inserted, rows["job"].rows_updated, rows["job"].rows_deleted) == (0, 0, 0)
+    assert value(job_task, "sync_run_id") == rows["job_task"].run_id != rows["job"].run_id == value(job, "sync_run_id")
 
 
 def test_hourly_mode_refuses_tables_it_does_not_cover(defs, instance, partitioned):

@@ -23,6 +23,7 @@ from xpm_pipeline.sync.context import HOURLY, INITIAL, NIGHTLY, SyncContext
 from xpm_pipeline.sync.run import run_sync
 from xpm_pipeline.sync.timesheets import initial_windows
 from xpm_pipeline.warehouse.db import make_engine
+from xpm_pipeline.warehouse.load import LoadResult
 from xpm_pipeline.warehouse.migrate import migrate
 from xpm_pipeline.warehouse.schema import sync_runs, table_for, timesheet_changes
 from xpm_pipeline.xpm.client import XPMClient
@@ -117,6 +118,13 @@ def assert_warehouse_equals_xpm(engine, client, tenant, clock):
         assert not comparison, (entity, comparison.counts, comparison.changes.head(5).to_dict("records"))
 
 
+def _soft_deleted(engine, entity: str, tenant: str) -> int:
+    table = table_for(entity)
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table).where(
+            table.c.tenant_id == tenant, table.c._deleted_at.is_not(None))).scalar()
+
+
 def _changed(report) -> int:
     return report.total.changed
 
@@ -131,8 +139,14 @@ def test_initial_load_matches_the_sandbox_row_for_row(engine, sandbox, client, t
     assert_warehouse_equals_xpm(engine, client, tenant, clock)
     with engine.connect() as conn:
         rows = conn.execute(select(sync_runs).where(sync_runs.c.tenant_id == tenant)).all()
-    assert {row.entity for row in rows} == {"staff", "task", "client", "client_group", "job", "timesheet"}
+    # one row per run and table: a step's children (contacts, members, tasks on jobs) have their own
+    assert sorted(row.entity for row in rows) == sorted(ENTITIES)
     assert all(row.status == "succeeded" and row.ended_at is not None for row in rows)
+    for row in rows:  # a first load inserts every row it stores, XPM-flagged ones included (soft-deleted)
+        stored = len(_live(engine, row.entity, tenant)) + _soft_deleted(engine, row.entity, tenant)
+        assert row.rows_inserted == stored > 0, row.entity
+    children = {"client_contact", "client_group_member", "job_task"}
+    assert all(row.api_calls == 0 for row in rows if row.entity in children)  # read with their parents
     assert sum(row.api_calls for row in rows) == report.api_calls
     timesheet_run = next(row for row in rows if row.entity == "timesheet")
     assert len(windows) == 49  # one call per month, 3 years back to 1 year ahead (plus any 429 waited out)
@@ -213,6 +227,64 @@ def test_contact_edit_not_flagged_modified_is_caught_by_the_nightly(engine, sand
     assert stored.loc[stored["uuid"] == contact["uuid"], "mobile"].tolist() == ["027 000 1111"]
 
 
+def test_each_table_counts_its_own_rows_when_only_job_tasks_change(engine, sandbox, client, tenant, clock):
+    sync(engine, client, tenant, clock, INITIAL)
+    jobs = table_for("job")
+    active = set(_live(engine, "job", tenant, jobs.c.state != "Completed")["uuid"])
+    tasks = _live(engine, "job_task", tenant)
+    task = tasks[tasks["job_uuid"].isin(active)].iloc[0]
+    response = httpx.patch(f"{sandbox.base_url}/_sandbox/tenants/{tenant}/jobs/{task['job_number']}/tasks/{task['uuid']}",
+                           json={"estimated_minutes": int(task["estimated_minutes"] or 0) + 90})
+    assert response.status_code < 300, response.text
+    clock.advance(3600 * 17)
+
+    report = sync(engine, client, tenant, clock, NIGHTLY, ["job"])
+    outcome = report.outcomes[0]
+    assert list(outcome.tables) == ["job", "job_task"]
+    assert outcome.table("job").changed == 0
+    assert outcome.table("job_task").updated == 1 and outcome.table("job_task").changed == 1
+    assert outcome.result.updated == 1  # the step's total is the sum of its tables
+    with engine.connect() as conn:
+        rows = {row.entity: row for row in conn.execute(
+            select(sync_runs).where(sync_runs.c.run_id.in_(list(outcome.run_ids.values())))).all()}
+    assert set(rows) == {"job", "job_task"} and rows["job"].run_id == outcome.run_id
+    assert (rows["job"].rows_inserted, rows["job"].rows_updated, rows["job"].rows_deleted) == (0, 0, 0)
+    assert (rows["job_task"].rows_inserted, rows["job_task"].rows_updated, rows["job_task"].rows_deleted) == (0, 1, 0)
+    assert rows["job"].api_calls == outcome.api_calls > 0 and rows["job_task"].api_calls == 0
+    assert all(row.status == "succeeded" and row.mode == NIGHTLY for row in rows.values())
+
+
+def test_a_failed_step_fails_its_child_tables_rows_too(engine, sandbox, client, tenant, clock):
+    sync(engine, client, tenant, clock, INITIAL, ["client"])
+    fault = {"path": "client.api/list", "kind": "status", "status": 500, "count": 100}
+    assert httpx.post(f"{sandbox.base_url}/_sandbox/faults", json=fault).status_code == 201
+    clock.advance(3600)
+    report = run_sync(SyncContext(engine, client, tenant, NIGHTLY, clock=clock), ["client"])
+    httpx.delete(f"{sandbox.base_url}/_sandbox/faults")
+    outcome = report.outcomes[0]
+    assert not outcome.ok and set(outcome.run_ids) == {"client", "client_contact"}
+    with engine.connect() as conn:
+        rows = conn.execute(select(sync_runs).where(sync_runs.c.run_id.in_(list(outcome.run_ids.values())))).all()
+    assert [row.status for row in rows] == ["failed", "failed"] and all(row.error for row in rows)
+
+
+def test_an_abandoned_step_releases_its_child_tables_rows(engine, tenant, clock):
+    from xpm_pipeline.sync.runs import SyncBusy, start_run
+
+    killed = start_run(engine, clock, tenant_id=tenant, entity="job", mode=NIGHTLY, children=("job_task",))
+    with pytest.raises(SyncBusy):
+        start_run(engine, clock, tenant_id=tenant, entity="job", mode=NIGHTLY, children=("job_task",))
+    clock.advance(16 * 60)  # past the lease: the killed run is abandoned, children included
+    fresh = start_run(engine, clock, tenant_id=tenant, entity="job", mode=NIGHTLY, children=("job_task",))
+    fresh.finish()
+    with engine.connect() as conn:
+        status = dict(conn.execute(select(sync_runs.c.run_id, sync_runs.c.status)).all())
+    assert {status[run_id] for run_id in killed.run_ids.values()} == {"failed"}
+    assert {status[run_id] for run_id in fresh.run_ids.values()} == {"succeeded"}
+    with pytest.raises(ValueError, match="does not load"):
+        fresh.add({"client": LoadResult(inserted=1)})  # counts only for the step's own tables
+
+
 # --- resumability ---------------------------------------------------------------------------------
 
 
@@ -257,7 +329,7 @@ def test_analyst_views_join_what_the_initial_sync_loaded(engine, client, tenant,
     assert count == live == with_staff == with_task
     assert with_client > 0.9 * count  # entries on jobs completed before the sync have no active job row
     assert round(float(minutes_from_hours)) == minutes
-    assert {row.entity for row in status} == {"staff", "task", "client", "client_group", "job", "timesheet"}
+    assert {row.entity for row in status} == set(ENTITIES)  # every table, children included
     assert all(row.status == "succeeded" and row.last_success_at is not None for row in status)
 
 
