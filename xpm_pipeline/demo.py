@@ -1,38 +1,50 @@
-"""``make demo``: the product end to end against a seeded sandbox practice, with a report.
+"""``make demo``: the product end to end against a seeded sandbox practice, run by Dagster.
 
-Sandbox up -> OAuth consent completed by script (tokens stored encrypted) -> initial sync into the
-embedded SQLite warehouse -> edits a person would make in XPM (through the sandbox's admin interface)
--> hourly sync -> nightly sync. Each flow prints what it changed per table and the API calls it used.
+Sandbox up -> OAuth consent completed by script (tokens stored encrypted) -> a day of the practice on a
+simulated clock. Each flow is requested the way the Dagster daemon requests it and executed as a run of
+the tenant-partitioned assets (``definitions.make_definitions``) on a local instance, ``DAGSTER_HOME`` =
+``<home>/dagster`` (SQLite storage, the production run coordinator):
+
+- initial: the tenant sensor sees the new connection, adds the tenant's partition and requests its
+  initial sync (then the run's checks: reconciliation with XPM, references);
+- people edit in XPM (through the sandbox's admin interface);
+- hourly: the hourly schedule's tick in the tenant's slot (:00/:15/:30/:45) requests its hourly sync;
+- nightly: the nightly schedule's tick at the tenant's staggered time requests the nightly sync.
+
+The report is read back from the instance: each run's materialization events (rows per table,
+inserted/updated/deleted, API calls) and asset-check evaluations, so what it prints is what Dagster
+recorded, and the runs are there to browse afterwards. ``DAY`` lists the flows in order; a further flow
+is one more ``Flow`` (what happens first, which sensor or schedule requests it, what to print after).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import time
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import dagster as dg
 import httpx
+from rich import box
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from xpm_pipeline.clock import ManualClock
 from xpm_pipeline.config import IdentityEndpoints, Settings, api_base_from
-from xpm_pipeline.entities import ENTITIES
 from xpm_pipeline.secrets import Secret, TokenCipher
-from xpm_pipeline.sync.context import HOURLY, INITIAL, NIGHTLY, SyncContext
-from xpm_pipeline.sync.run import SyncReport, run_sync
-from xpm_pipeline.warehouse.schema import table_for, timesheet_changes
+from xpm_pipeline.warehouse.schema import table_for
 
-
-@dataclass
-class FlowReport:
-    name: str
-    report: SyncReport
-    seconds: float
-    rate_limited: int
+QUARTER = timedelta(minutes=15)
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the report says what happened
 
 
 class PersonEdits:
@@ -121,7 +133,253 @@ def _demo_key(home: Path) -> str:
     return path.read_text().strip()
 
 
-def run_demo(*, size: str = "medium", seed: int = 1, home: Path = Path(".xpm/demo"), console: Console | None = None):
+@dataclass(frozen=True)
+class Launch:
+    """What the daemon would submit: a run request of a job, and who asked for it."""
+
+    job_name: str
+    request: dg.RunRequest
+    origin: str
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One flow of the demo's day: what happens in the practice first, then the run Dagster requests."""
+
+    name: str
+    launch: Callable[["Demo"], Launch]  # the sensor tick or schedule tick that requests the run
+    before: Callable[["Demo"], None] | None = None  # e.g. people editing in XPM
+    after: Callable[["Demo", "FlowReport"], None] | None = None  # e.g. print more state
+    label: str | None = None  # how the report names it (default "<name> sync")
+
+    @property
+    def title(self) -> str:
+        return self.label or f"{self.name} sync"
+
+
+@dataclass(frozen=True)
+class TableLine:
+    """One materialization of a run, as the instance recorded it."""
+
+    table: str
+    rows: int
+    inserted: int
+    updated: int
+    deleted: int
+    unchanged: int
+    api_calls: int
+
+
+@dataclass
+class FlowReport:
+    name: str
+    job_name: str
+    origin: str
+    run_id: str
+    ok: bool
+    seconds: float
+    title: str = ""
+    tables: list[TableLine] = field(default_factory=list)
+    check_calls: int = 0  # reconciliation reads XPM too
+    checks_passed: int = 0
+    checks_failed: list[str] = field(default_factory=list)  # "<severity>: <asset> <check>: <why>"
+    rate_limited: int = 0
+    error: str | None = None
+
+    @property
+    def sync_calls(self) -> int:
+        return sum(line.api_calls for line in self.tables)
+
+    @property
+    def api_calls(self) -> int:
+        return self.sync_calls + self.check_calls
+
+
+@contextmanager
+def _quiet_dagster() -> Iterator[None]:
+    """Dagster's beta/preview notices and its INFO log lines (wall-clock stamped, on loggers of its own
+    making) stay out of the report; warnings and errors still show."""
+    logging.disable(logging.INFO)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", dg.BetaWarning)
+            warnings.simplefilter("ignore", dg.PreviewWarning)
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+class Demo:
+    """The demo's Dagster side: one instance, the code location on the demo's clock and warehouse."""
+
+    def __init__(self, *, console: Console, clock: ManualClock, server, runtime, tenant_id: str, dagster_home: Path):
+        with _quiet_dagster():
+            from xpm_pipeline.definitions import make_definitions
+            from xpm_pipeline.defs.instance import write_local_instance
+            from xpm_pipeline.defs.resources import local_resource
+
+        self.console, self.clock, self.server, self.runtime = console, clock, server, runtime
+        self.tenant_id, self.dagster_home = tenant_id, dagster_home
+        shutil.rmtree(dagster_home, ignore_errors=True)  # a fresh instance for a fresh warehouse
+        write_local_instance(dagster_home)
+        self.instance = dg.DagsterInstance.from_config(str(dagster_home))
+        self.xpm = local_resource(clock, runtime.settings)
+        with _quiet_dagster():
+            self.defs = make_definitions(self.xpm)
+        self.cursors: dict[str, str | None] = {}
+        self.reports: list[FlowReport] = []
+
+    def close(self) -> None:
+        self.instance.dispose()
+
+    # --- how Dagster asks for a run -----------------------------------------------------------------
+
+    def sensor_launch(self, sensor: dg.SensorDefinition) -> Launch:
+        """One tick of a sensor, its partition requests applied as the daemon applies them."""
+        context = dg.build_sensor_context(instance=self.instance, cursor=self.cursors.get(sensor.name),
+                                          resources={"xpm": self.xpm})
+        result = sensor(context)
+        if isinstance(result, dg.RunRequest):
+            requests = [result]
+        elif isinstance(result, list):
+            requests = [r for r in result if isinstance(r, dg.RunRequest)]
+        else:  # a SensorResult, a SkipReason or nothing
+            requests = list(result.run_requests or []) if isinstance(result, dg.SensorResult) else []
+        if isinstance(result, dg.SensorResult):
+            for change in result.dynamic_partitions_requests or []:
+                if isinstance(change, dg.AddDynamicPartitionsRequest):
+                    self.instance.add_dynamic_partitions(change.partitions_def_name, list(change.partition_keys))
+                else:
+                    for key in change.partition_keys:
+                        self.instance.delete_dynamic_partition(change.partitions_def_name, key)
+        self.cursors[sensor.name] = result.cursor if isinstance(result, dg.SensorResult) and result.cursor else context.cursor
+        return Launch(sensor.job_name, self._for_tenant(requests, sensor.name), f"sensor {sensor.name}")
+
+    def schedule_launch(self, schedule: dg.ScheduleDefinition, tenants_at: Callable[[Iterable[str], datetime], list[str]],
+                        *, not_before: datetime, tz: str = "UTC") -> Launch:
+        """The schedule's first tick from ``not_before`` that serves the tenant; the clock moves there."""
+        when = not_before.astimezone(ZoneInfo(tz))
+        when = when.replace(minute=when.minute - when.minute % 15, second=0, microsecond=0)
+        while when < not_before or self.tenant_id not in tenants_at([self.tenant_id], when):
+            when += QUARTER
+        self.clock.set(when.astimezone(timezone.utc))
+        context = dg.build_schedule_context(instance=self.instance, scheduled_execution_time=when,
+                                            repository_def=self.defs.get_repository_def())
+        requests = schedule.evaluate_tick(context).run_requests or []
+        return Launch(schedule.job_name, self._for_tenant(requests, schedule.name),
+                      f"schedule {schedule.name}, tick {when:%H:%M %Z}")
+
+    def _for_tenant(self, requests, origin: str) -> dg.RunRequest:
+        mine = [r for r in requests or [] if r.partition_key == self.tenant_id]
+        if not mine:
+            raise RuntimeError(f"{origin} requested no run for tenant {self.tenant_id}")
+        return mine[0]
+
+    # --- running a flow -----------------------------------------------------------------------------
+
+    def run(self, flow: Flow) -> FlowReport:
+        if flow.before:
+            flow.before(self)
+        launch = flow.launch(self)
+        request = launch.request
+        self.console.print(f"[bold]{flow.title}[/bold] at {self.clock.now():%Y-%m-%d %H:%M} UTC (simulated clock), "
+                           f"requested by {launch.origin}")
+        seen = len(self.server.request_log)
+        tags = {**request.tags, **({"dagster/run_key": request.run_key} if request.run_key else {})}
+        with self.console.status(f"{flow.name}: Dagster run of {launch.job_name} for tenant {request.partition_key}"):
+            started = time.perf_counter()
+            result = self.defs.resolve_job_def(launch.job_name).execute_in_process(
+                instance=self.instance, partition_key=request.partition_key, tags=tags, raise_on_error=False,
+                run_config={**(request.run_config or {}), **QUIET_LOGS},
+            )
+        report = self._read_back(flow, launch, result.run_id, time.perf_counter() - started)
+        report.rate_limited = sum(1 for entry in self.server.request_log[seen:]
+                                  if entry["tenant_id"] == self.tenant_id and entry["status"] == 429)
+        if not result.success:
+            failures = result.get_step_failure_events()
+            error = failures[0].step_failure_data.error if failures and failures[0].step_failure_data else None
+            report.error = (error.message.strip().splitlines() or ["run failed"])[0] if error else "run failed"
+        self.reports.append(report)
+        _print_flow(self.console, report)
+        if flow.after:
+            flow.after(self, report)
+        return report
+
+    def _read_back(self, flow: Flow, launch: Launch, run_id: str, seconds: float) -> FlowReport:
+        """The run as the instance stored it: its status, materializations and check evaluations."""
+        run = self.instance.get_run_by_id(run_id)
+        report = FlowReport(flow.name, launch.job_name, launch.origin, run_id, run.is_success, seconds, flow.title)
+        kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+        for entry in self.instance.all_logs(run_id, of_type=kinds):
+            if entry.asset_materialization is not None:
+                event = entry.asset_materialization
+                meta = {key: value.value for key, value in event.metadata.items()}
+                report.tables.append(TableLine(event.asset_key.to_user_string(), *(
+                    int(meta.get(name, 0)) for name in ("dagster/row_count", "inserted", "updated", "deleted", "unchanged",
+                                                        "api_calls"))))
+            elif entry.asset_check_evaluation is not None:
+                check = entry.asset_check_evaluation
+                calls = check.metadata.get("api_calls")
+                report.check_calls += int(calls.value) if calls is not None else 0
+                if check.passed:
+                    report.checks_passed += 1
+                else:
+                    severity = "warning" if check.severity == dg.AssetCheckSeverity.WARN else "error"
+                    report.checks_failed.append(f"{severity}: {check.asset_key.to_user_string()} {check.check_name}: "
+                                                f"{check.description or ''}".rstrip(": "))
+        return report
+
+    def latest_rows(self) -> list[tuple[str, int, int | None]]:
+        """(table, live rows, soft-deleted rows) from the latest materialization of each table of the tenant."""
+        from xpm_pipeline.defs.assets import SYNC_SPECS
+
+        found = []
+        for spec in SYNC_SPECS:
+            records = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=spec.key, asset_partitions=[self.tenant_id]), limit=1).records
+            if not records:
+                continue
+            meta = records[0].asset_materialization.metadata
+            deleted = meta.get("soft_deleted_rows")
+            found.append((spec.key.to_user_string(), int(meta["dagster/row_count"].value),
+                          None if deleted is None else int(deleted.value)))
+        return found
+
+
+def _people_edit(demo: Demo) -> None:
+    edits = PersonEdits(demo.server.base_url, demo.tenant_id, demo.runtime.engine).make_all(demo.clock.now().date())
+    demo.console.print("[bold]Edits made in XPM by people:[/bold]\n  - " + "\n  - ".join(edits))
+
+
+def _initial(demo: Demo) -> Launch:
+    from xpm_pipeline.defs.sensors import xpm_tenant_sensor
+
+    return demo.sensor_launch(xpm_tenant_sensor)
+
+
+def _hourly(demo: Demo) -> Launch:
+    from xpm_pipeline.defs.schedules import hourly_tenants, xpm_hourly_schedule
+
+    return demo.schedule_launch(xpm_hourly_schedule, hourly_tenants, not_before=demo.clock.now() + timedelta(minutes=45))
+
+
+def _nightly(demo: Demo) -> Launch:
+    from xpm_pipeline.defs.schedules import NIGHTLY_TIMEZONE, nightly_tenants, xpm_nightly_schedule
+
+    return demo.schedule_launch(xpm_nightly_schedule, nightly_tenants, not_before=demo.clock.now() + timedelta(hours=1),
+                                tz=NIGHTLY_TIMEZONE)
+
+
+DAY: list[Flow] = [
+    Flow("initial", _initial),
+    Flow("hourly", _hourly, before=_people_edit),
+    Flow("nightly", _nightly),
+]
+"""The demo's day, in order. Each flow runs only after the previous one succeeded."""
+
+
+def run_demo(*, size: str = "medium", seed: int = 1, home: Path = Path(".xpm/demo"), console: Console | None = None,
+             flows: list[Flow] | None = None) -> list[FlowReport]:
     from xpm_pipeline.runtime import open_runtime
     from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
     from xpm_pipeline.xpm.connect import connect
@@ -132,13 +390,13 @@ def run_demo(*, size: str = "medium", seed: int = 1, home: Path = Path(".xpm/dem
     for leftover in home.glob("warehouse.db*"):
         leftover.unlink()  # each demo run starts from an empty embedded warehouse
     started = time.perf_counter()
-    # One simulated clock for the sandbox, the token store and the client: the day runs in seconds,
-    # and waiting out XPM's per-minute limit (Retry-After) costs no wall-clock time.
+    # One simulated clock for the sandbox, the token store, the client and the Dagster runs: the day runs
+    # in seconds, and waiting out XPM's per-minute limit (Retry-After) costs no wall-clock time.
     clock = ManualClock(datetime.now(timezone.utc).replace(hour=9, minute=0, second=0, microsecond=0))
     with console.status(f"starting the XPM sandbox ({size} practice, seed {seed})"):
         server = SandboxServer(SandboxConfig(size=size, seed=seed, tenants=1, clock=clock), host="127.0.0.1", port=0)
         server.start()
-    flows: list[FlowReport] = []
+    reports: list[FlowReport] = []
     try:
         console.print(f"XPM sandbox: {server.base_url} (ready in {time.perf_counter() - started:.1f} s)")
         settings = Settings(
@@ -156,67 +414,59 @@ def run_demo(*, size: str = "medium", seed: int = 1, home: Path = Path(".xpm/dem
                 _, connections = connect(runtime.tokens, auto_consent=True)
             tenant = connections[0]
             console.print(f"connected {tenant.tenant_name} ({tenant.tenant_id}); tokens stored encrypted in {warehouse}")
-            with runtime.client(tenant.tenant_id) as client:
-                def flow(mode: str, label: str) -> None:
-                    before_429 = client.counter.rate_limited
-                    console.print(f"[bold]{label} sync[/bold] at {clock.now():%Y-%m-%d %H:%M} UTC (simulated clock)")
-                    with console.status(f"{label} sync") as status:
-                        flow_started = time.perf_counter()
-                        ctx = SyncContext(runtime.engine, client, tenant.tenant_id, mode, clock=runtime.clock)
-                        report = run_sync(ctx, on_step=lambda name: status.update(f"{label} sync: {name}"))
-                    flows.append(FlowReport(label, report, time.perf_counter() - flow_started,
-                                            client.counter.rate_limited - before_429))
-                    _print_flow(console, flows[-1])
-
-                flow(INITIAL, "initial")
-                edits = PersonEdits(server.base_url, tenant.tenant_id, runtime.engine).make_all(runtime.clock.now().date())
-                console.print("[bold]Edits made in XPM by people:[/bold]\n  - " + "\n  - ".join(edits))
-                clock.advance(3600)
-                flow(HOURLY, "hourly")
-                clock.set(clock.now().replace(hour=2, minute=0) + timedelta(days=1))
-                flow(NIGHTLY, "nightly")
-            _print_tables(console, runtime.engine, tenant.tenant_id)
+            demo = Demo(console=console, clock=clock, server=server, runtime=runtime, tenant_id=tenant.tenant_id,
+                        dagster_home=home / "dagster")
+            try:
+                for flow in DAY if flows is None else flows:
+                    with _quiet_dagster():
+                        report = demo.run(flow)
+                    if not report.ok:
+                        break
+                reports = demo.reports
+                _print_tables(console, demo.latest_rows())
+                runs = demo.instance.get_runs_count()
+                console.print(f"Dagster recorded {runs} run(s) on the instance in {demo.dagster_home} (DAGSTER_HOME)")
+            finally:
+                demo.close()
         finally:
             runtime.close()
     finally:
         server.stop()
-    failed = [f for f in flows if not f.report.ok]
     console.print(f"demo finished in {time.perf_counter() - started:.1f} s; API calls: "
-                  + ", ".join(f"{f.name} {f.report.api_calls}" for f in flows))
+                  + ", ".join(f"{r.name} {r.api_calls}" for r in reports))
+    failed = next((r for r in reports if not r.ok), None)
     if failed:
-        raise RuntimeError(f"the {failed[0].name} sync failed: " + "; ".join(
-            f"{o.entity}: {o.error}" for o in failed[0].report.outcomes if o.error))
-    return flows
+        raise RuntimeError(f"the {failed.name} run ({failed.run_id}) failed: {failed.error}")
+    return reports
 
 
 def _print_flow(console: Console, flow: FlowReport) -> None:
-    table = Table(title=f"{flow.name} sync: {flow.report.api_calls} API calls, {flow.seconds:.1f} s")
-    for column in ("entity", "inserted", "updated", "deleted", "unchanged", "API calls", "outcome"):
-        table.add_column(column, justify="left" if column in ("entity", "outcome") else "right")
-    for outcome in flow.report.outcomes:
-        result = outcome.result
-        table.add_row(outcome.entity, f"{result.inserted:,}", f"{result.updated + result.revived:,}",
-                      f"{result.deleted:,}", f"{result.unchanged:,}", str(outcome.api_calls),
-                      "ok" if outcome.ok else f"failed: {outcome.error}")
+    calls = f"{flow.api_calls} API calls ({flow.sync_calls} sync" + (f" + {flow.check_calls} checks)" if flow.check_calls else ")")
+    table = Table(title=f"{flow.title}: Dagster run {flow.run_id[:8]} of {flow.job_name}, {calls}, {flow.seconds:.1f} s",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("table", no_wrap=True)
+    for column in ("rows", "inserted", "updated", "deleted", "API calls"):
+        table.add_column(column, justify="right")
+    for line in flow.tables:
+        table.add_row(line.table, f"{line.rows:,}", f"{line.inserted:,}", f"{line.updated:,}", f"{line.deleted:,}",
+                      str(line.api_calls))
     console.print(table)
+    if flow.checks_passed or flow.checks_failed:
+        console.print(f"  asset checks: {flow.checks_passed} passed, {len(flow.checks_failed)} did not", highlight=False)
+        for failed in flow.checks_failed:
+            console.print(f"    {failed}", highlight=False)
     if flow.rate_limited:
         console.print(f"  XPM's per-minute limit answered 429 {flow.rate_limited} time(s); the client waited "
                       "Retry-After each time (those answers are included in the calls above).")
+    if flow.error:
+        console.print(f"  [red]the run failed:[/red] {flow.error}")
 
 
-def _print_tables(console: Console, engine, tenant_id: str) -> None:
-    table = Table(title="Warehouse tables")
+def _print_tables(console: Console, rows: list[tuple[str, int, int | None]]) -> None:
+    table = Table(title="Warehouse tables (latest materialization of each asset)")
     table.add_column("table")
     table.add_column("live rows", justify="right")
     table.add_column("soft-deleted", justify="right")
-    with engine.connect() as conn:
-        for entity in ENTITIES.values():
-            target = table_for(entity)
-            live = conn.execute(select(func.count()).select_from(target).where(
-                target.c.tenant_id == tenant_id, target.c._deleted_at.is_(None))).scalar()
-            gone = conn.execute(select(func.count()).select_from(target).where(
-                target.c.tenant_id == tenant_id, target.c._deleted_at.is_not(None))).scalar()
-            table.add_row(entity.table, f"{live:,}", f"{gone:,}")
-        changes = conn.execute(select(func.count()).select_from(timesheet_changes)).scalar()
-        table.add_row(timesheet_changes.name, f"{changes:,}", "")
+    for name, live, deleted in rows:
+        table.add_row(name, f"{live:,}", "" if deleted is None else f"{deleted:,}")
     console.print(table)

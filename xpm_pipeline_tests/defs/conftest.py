@@ -15,7 +15,7 @@ from xpm_pipeline.config import Settings
 from xpm_pipeline.definitions import make_definitions
 from xpm_pipeline.defs.instance import local_instance_config
 from xpm_pipeline.defs.partitions import tenant_partitions
-from xpm_pipeline.defs.resources import XPMResource
+from xpm_pipeline.defs.resources import XPMResource, local_resource
 from xpm_pipeline.runtime import Runtime, open_runtime
 from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
 from xpm_pipeline.secrets import TokenCipher
@@ -25,13 +25,8 @@ START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 
 
 def clocked_resource(clock: Clock, **fields) -> XPMResource:
-    """The production resource with the test's clock (shared with the sandbox)."""
-
-    class ClockedXPMResource(XPMResource):
-        def clock(self) -> Clock:
-            return clock
-
-    return ClockedXPMResource(**fields)
+    """The production resource with the test's clock (shared with the sandbox); settings from XPM_*."""
+    return local_resource(clock, **fields)
 
 
 @pytest.fixture

@@ -113,8 +113,11 @@ def tenant_partitions(graphql) -> list[str]:
 
 
 def test_ui_serves_the_code_location(ui):
+    from xpm_pipeline.definitions import defs
+
     nodes = {"/".join(n["assetKey"]["path"]): n for n in ui(ASSETS)["assetNodes"]}
-    assert set(nodes) == SYNC_TABLES | {"xpm_tenants"}
+    assert set(nodes) == {key.to_user_string() for key in defs.resolve_all_asset_keys()}  # what the location declares
+    assert SYNC_TABLES | {"xpm_tenants"} <= set(nodes)
     assert all(nodes[table]["partitionDefinition"]["name"] == "tenant" for table in SYNC_TABLES)
     checks = {(key, c["name"]) for key, n in nodes.items() for c in n["assetChecksOrError"]["checks"]}
     assert ("xpm_timesheets", "matches_xpm") in checks and ("xpm_timesheets", "references_resolve") in checks
@@ -130,7 +133,8 @@ def test_ui_serves_the_code_location(ui):
     assert schedules["xpm_nightly_schedule"]["executionTimezone"] == "Pacific/Auckland"
     assert set(schedules) == {"xpm_hourly_schedule", "xpm_nightly_schedule", "xpm_health_schedule"}
     assert all(s["scheduleState"]["status"] == "RUNNING" for s in schedules.values())
-    assert {s["name"] for s in repository["sensors"]} == {"xpm_tenant_sensor", "xpm_run_failure_sensor"}
+    sensors = {s["name"] for s in repository["sensors"]}
+    assert sensors == {sensor.name for sensor in defs.sensors} >= {"xpm_tenant_sensor", "xpm_run_failure_sensor"}
     assert {"xpm_full_sync_job", "xpm_hourly_job", "xpm_nightly_job"} <= {j["name"] for j in repository["jobs"]}
 
     # the tenant sensor turns the connected sandbox practices into partitions
