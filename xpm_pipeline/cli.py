@@ -56,6 +56,7 @@ def connect(
     port: Annotated[int, typer.Option(help="Local port for the OAuth callback (0 = any free port).")] = 0,
     open_browser: Annotated[bool, typer.Option("--open/--no-open", help="Open the consent page in a browser.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for consent.")] = 300,
+    initial_sync: Annotated[bool, typer.Option("--sync/--no-sync", help="Run the initial sync of each newly connected organisation now (use --no-sync when a Dagster deployment's tenant sensor will start it).")] = True,
 ) -> None:
     """Connect XPM organisations: OAuth2 consent with Xero identity, tenant choice, tokens stored encrypted.
 
@@ -64,6 +65,9 @@ def connect(
     """
     from xpm_pipeline.runtime import open_runtime
     from xpm_pipeline.xpm.connect import connect as run_connect
+
+    from xpm_pipeline.defs.queries import synced_tenants
+    from xpm_pipeline.sync.context import INITIAL
 
     runtime = open_runtime()
     try:
@@ -76,14 +80,28 @@ def connect(
             timeout_seconds=timeout,
             announce=lambda line: err_console.print(line, highlight=False, soft_wrap=True),
         )
+        table = Table(title="Connected XPM organisations")
+        table.add_column("tenant id")
+        table.add_column("name")
+        table.add_column("hourly slot")
+        slots = {r.tenant_id: r.slot for r in runtime.tokens.tenants(active_only=True)}
+        for item in connections:
+            table.add_row(item.tenant_id, item.tenant_name, f":{slots.get(item.tenant_id, 0) * 15:02d}")
+        console.print(table)
+        if initial_sync:
+            already = synced_tenants(runtime.engine)
+            failed = False
+            for item in connections:
+                if item.tenant_id in already:
+                    console.print(f"{item.tenant_name}: synced before; the hourly and nightly syncs keep it current")
+                    continue
+                report = _sync_with_progress(runtime, item.tenant_id, INITIAL)
+                _print_sync_report(report)
+                failed = failed or not report.ok
+            if failed:
+                raise typer.Exit(1)
     finally:
         runtime.close()
-    table = Table(title="Connected XPM organisations")
-    table.add_column("tenant id")
-    table.add_column("name")
-    for item in connections:
-        table.add_row(item.tenant_id, item.tenant_name)
-    console.print(table)
 
 
 @app.command()
@@ -229,8 +247,8 @@ def sync(
 ) -> None:
     """Sync one tenant now: initial (everything), hourly (new time entries and staff) or nightly (changes)."""
     from xpm_pipeline.runtime import open_runtime
-    from xpm_pipeline.sync.context import HOURLY, INITIAL, NIGHTLY, RESYNC, SyncContext
-    from xpm_pipeline.sync.run import run_sync, steps_for
+    from xpm_pipeline.sync.context import HOURLY, INITIAL, NIGHTLY, RESYNC
+    from xpm_pipeline.sync.run import steps_for
 
     if mode not in (INITIAL, HOURLY, NIGHTLY):
         raise typer.BadParameter("choose initial, hourly or nightly", param_hint="--mode")
@@ -240,9 +258,7 @@ def sync(
     steps_for(effective, entity)  # refuse a bad --entity before connecting
     runtime = open_runtime()
     try:
-        with runtime.client(tenant) as client, console.status("syncing") as status:
-            ctx = SyncContext(runtime.engine, client, tenant, effective, clock=runtime.clock)
-            report = run_sync(ctx, entity, on_step=lambda name: status.update(f"syncing {name} ({effective})"))
+        report = _sync_with_progress(runtime, tenant, effective, entity)
     finally:
         runtime.close()
     _print_sync_report(report)
@@ -251,6 +267,36 @@ def sync(
             if outcome.error:
                 err_console.print(f"error: {outcome.entity}: {outcome.error}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
+
+
+def _sync_with_progress(runtime, tenant: str, mode: str, entities=None):
+    """Run a sync with a progress bar per step (and per month of time entries on an initial sync)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from xpm_pipeline.sync.context import SyncContext
+    from xpm_pipeline.sync.run import run_sync, steps_for
+
+    steps = steps_for(mode, entities)
+    with runtime.client(tenant) as client, Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as progress:
+        overall = progress.add_task(f"{mode} sync of {tenant}", total=len(steps))
+        detail: dict[str, int] = {}
+
+        def on_step(name: str) -> None:
+            done = [s.entity for s in steps].index(name)
+            progress.update(overall, completed=done, description=f"{mode} sync of {tenant}: {name}")
+
+        def on_progress(what: str, done: int, total: int) -> None:
+            if what not in detail:
+                detail[what] = progress.add_task(f"  {what}", total=total)
+            progress.update(detail[what], completed=done, total=total)
+
+        ctx = SyncContext(runtime.engine, client, tenant, mode, clock=runtime.clock, progress=on_progress)
+        report = run_sync(ctx, entities, on_step=on_step)
+        progress.update(overall, completed=len(steps))
+    return report
 
 
 def _print_sync_report(report) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -11,20 +10,7 @@ from cryptography.fernet import Fernet
 
 from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
 from xpm_pipeline.secrets import TokenCipher
-
-
-def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    merged = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "xpm_pipeline.cli", *args], capture_output=True, text=True,
-                          env=merged, timeout=timeout)
-
-
-def one_line_error(result: subprocess.CompletedProcess) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode != 0
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.stderr
-    return lines[0]
+from xpm_pipeline_tests.cli_support import one_line_error, run
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +45,7 @@ def test_keygen_prints_a_fernet_key():
 
 
 def test_connect_tenants_sync_disconnect(env, sandbox):
-    connected = run("connect", "--yes", "--tenant", sandbox.tenant_ids[0], env=env)
+    connected = run("connect", "--yes", "--no-sync", "--tenant", sandbox.tenant_ids[0], env=env)
     assert connected.returncode == 0, connected.stderr
     assert sandbox.tenant_ids[0] in connected.stdout and sandbox.tenant_ids[1] not in connected.stdout
 
@@ -80,7 +66,7 @@ def test_connect_tenants_sync_disconnect(env, sandbox):
 
 
 def test_secrets_never_reach_the_output(env, sandbox):
-    connected = run("connect", "--yes", env=env)
+    connected = run("connect", "--yes", "--no-sync", env=env)
     assert connected.returncode == 0
     for stream in (connected.stdout, connected.stderr):
         assert env["XPM_CLIENT_SECRET"] not in stream and env["XPM_TOKEN_KEY"] not in stream

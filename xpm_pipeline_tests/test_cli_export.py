@@ -29,7 +29,7 @@ def env(sandbox, tmp_path):
         "XPM_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
         "XPM_HOME": str(tmp_path / ".xpm"),
     }
-    connected = run("connect", "--yes", env=env)
+    connected = run("connect", "--yes", "--no-sync", env=env)
     assert connected.returncode == 0, connected.stderr
     return env
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -47,6 +48,7 @@ class SyncContext:
     clock: Clock = field(default=SYSTEM_CLOCK)
     options: SyncOptions = field(default_factory=SyncOptions)
     orchestrator_run_id: str | None = None
+    progress: Callable[[str, int, int], None] | None = None  # (what, done, total): CLI progress bars
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -64,6 +66,10 @@ class SyncContext:
     def full(self) -> bool:
         """Initial and re-sync-all read everything; hourly and nightly read changes."""
         return self.mode in (INITIAL, RESYNC)
+
+    def report(self, what: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress(what, done, total)
 
     def calls(self) -> int:
         return self.client.counter.total

@@ -55,7 +55,9 @@ def _window_scope(ctx: SyncContext, window: DateWindow) -> Scope | None:
 
 def _by_month(ctx: SyncContext, run: SyncRun) -> LoadResult:
     total = LoadResult()
-    for window in initial_windows(ctx):
+    windows = initial_windows(ctx)
+    for done, window in enumerate(windows):
+        ctx.report("time entries by month", done, len(windows))
         scope = f"timesheet {window}"
         if run.is_done(scope):
             continue
@@ -67,6 +69,7 @@ def _by_month(ctx: SyncContext, run: SyncRun) -> LoadResult:
         killpoint("sync.after_window_load")  # loaded, not yet checkpointed: the month is read again
         run.checkpoint(scope, result=result, api_calls=ctx.calls() - calls)
         total += result
+    ctx.report("time entries by month", len(windows), len(windows))
     return total
 
 
@@ -88,9 +91,12 @@ def _nightly(ctx: SyncContext, run: SyncRun) -> LoadResult:
     calls = ctx.calls()
     span = nightly_range(ctx)
     fetched = Rows(TIMESHEET)
+    windows = split_range(span.start, span.end)
     with background_reads():  # the nightly reconcile gives way to exports when the day's budget runs low
-        for window in split_range(span.start, span.end):
+        for done, window in enumerate(windows):
+            ctx.report("time entries: reading 15 months", done, len(windows) + 1)
             fetched.extend(ctx.client.time_entries(window))
+    ctx.report("time entries: comparing every field", len(windows), len(windows) + 1)
     new = fetched.to_frame()
     old = _warehouse_frame(ctx, span)
     comparison = compare_entity(TIMESHEET, old, new)
@@ -102,6 +108,7 @@ def _nightly(ctx: SyncContext, run: SyncRun) -> LoadResult:
             result += LoadResult(deleted=mark_deleted(conn, "timesheet", ctx.tenant_id, deleted_keys, at=ctx.now))
         _log_changes(conn, ctx, run, comparison, deleted_keys)
         killpoint("sync.nightly_before_commit")  # all applied but not committed: nothing of it survives
+    ctx.report("time entries: comparing every field", len(windows) + 1, len(windows) + 1)
     run.add(result, api_calls=ctx.calls() - calls)
     return result
 
