@@ -185,6 +185,8 @@ class FlowReport:
     checks_failed: list[str] = field(default_factory=list)  # "<severity>: <asset> <check>: <why>"
     rate_limited: int = 0
     error: str | None = None
+    drain: dict | None = None  # an export run: what the drain reported (sent, done, dead, ...)
+    export_reads: int = 0  # reads an export run made to settle unclear writes
 
     @property
     def sync_calls(self) -> int:
@@ -192,7 +194,7 @@ class FlowReport:
 
     @property
     def api_calls(self) -> int:
-        return self.sync_calls + self.check_calls
+        return self.sync_calls + self.check_calls + (self.drain or {}).get("sent", 0) + self.export_reads
 
 
 @contextmanager
@@ -270,7 +272,9 @@ class Demo:
                       f"schedule {schedule.name}, tick {when:%H:%M %Z}")
 
     def _for_tenant(self, requests, origin: str) -> dg.RunRequest:
-        mine = [r for r in requests or [] if r.partition_key == self.tenant_id]
+        from xpm_pipeline.defs.instance import EXPORT_TAG
+
+        mine = [r for r in requests or [] if self.tenant_id in (r.partition_key, (r.tags or {}).get(EXPORT_TAG))]
         if not mine:
             raise RuntimeError(f"{origin} requested no run for tenant {self.tenant_id}")
         return mine[0]
@@ -309,9 +313,15 @@ class Demo:
         """The run as the instance stored it: its status, materializations and check evaluations."""
         run = self.instance.get_run_by_id(run_id)
         report = FlowReport(flow.name, launch.job_name, launch.origin, run_id, run.is_success, seconds, flow.title)
-        kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+        kinds = {dg.DagsterEventType.ASSET_MATERIALIZATION, dg.DagsterEventType.ASSET_CHECK_EVALUATION,
+                 dg.DagsterEventType.ASSET_OBSERVATION}
         for entry in self.instance.all_logs(run_id, of_type=kinds):
-            if entry.asset_materialization is not None:
+            observation = entry.dagster_event.event_specific_data if entry.dagster_event else None
+            drain = getattr(getattr(observation, "asset_observation", None), "metadata", {}).get("drain")
+            if drain is not None:
+                report.drain = dict(drain.value)
+                report.export_reads = int(report.drain.get("reconciled", 0))
+            elif entry.asset_materialization is not None:
                 event = entry.asset_materialization
                 meta = {key: value.value for key, value in event.metadata.items()}
                 report.tables.append(TableLine(event.asset_key.to_user_string(), *(
@@ -370,10 +380,85 @@ def _nightly(demo: Demo) -> Launch:
                                 tz=NIGHTLY_TIMEZONE)
 
 
+def _queue_changes(demo: Demo) -> None:
+    """A bookkeeper's changes for XPM, as `xpm-pipeline export add` would queue them from a file."""
+    from xpm_pipeline.export import enqueue
+
+    changes = demo_changes(demo.runtime.engine, demo.tenant_id, demo.clock.now().date())
+    result = enqueue(demo.runtime.engine, demo.tenant_id, changes, source="demo changes.jsonl", clock=demo.clock)
+    demo.console.print(f"[bold]Changes queued for XPM:[/bold] {result.added} ({result.shown_in_warehouse} warehouse rows "
+                       "show the pending values at once)")
+    _print_queue(demo, "Export queue before the drain")
+
+
+def demo_changes(engine, tenant_id: str, today, *, timesheets: int = 45) -> list[dict]:
+    """New time entries on active jobs, and a few job, client and task edits, from the warehouse."""
+    from sqlalchemy import and_
+
+    tasks, jobs, staff, clients = (table_for(n) for n in ("job_task", "job", "staff", "client"))
+    with engine.connect() as conn:
+        live = (tasks.c.tenant_id == tenant_id) & tasks.c._deleted_at.is_(None)
+        pairs = conn.execute(
+            select(tasks.c.job_number, tasks.c.uuid)
+            .join(jobs, and_(jobs.c.tenant_id == tasks.c.tenant_id, jobs.c.uuid == tasks.c.job_uuid))
+            .where(live, jobs.c.state != "Completed", jobs.c._deleted_at.is_(None))
+            .order_by(tasks.c.job_number, tasks.c.uuid).limit(timesheets)).all()
+        people = conn.execute(select(staff.c.uuid).where(staff.c.tenant_id == tenant_id).order_by(staff.c.uuid)).scalars().all()
+        customers = conn.execute(select(clients.c.uuid).where(clients.c.tenant_id == tenant_id, clients.c._deleted_at.is_(None))
+                                 .order_by(clients.c.uuid).limit(2)).scalars().all()
+    changes = [
+        {"kind": "timesheet", "op": "create", "key": f"demo-{today:%Y%m%d}-{n}",
+         "fields": {"Job": job, "TaskUUID": task, "StaffUUID": people[n % len(people)], "Date": today.isoformat(),
+                    "Minutes": 30 + 15 * (n % 6), "Note": f"Demo entry {n + 1}"}}
+        for n, (job, task) in enumerate(pairs)
+    ]
+    for job in sorted({job for job, _ in pairs})[:3]:
+        changes.append({"kind": "job", "op": "update", "key": job, "fields": {"Budget": "4800.00"}})
+    changes += [{"kind": "client", "op": "update", "key": c, "fields": {"Phone": "+64 9 555 0100"}} for c in customers]
+    changes += [{"kind": "task", "op": "update", "key": t, "fields": {"EstimatedMinutes": 120}} for _, t in pairs[:2]]
+    return changes
+
+
+def _print_queue(demo: Demo, title: str) -> None:
+    from xpm_pipeline.export import tables as T
+    from xpm_pipeline.export.changes import PRIORITY_NAMES
+    from xpm_pipeline.export.queue import depth
+
+    counts = depth(demo.runtime.engine, demo.tenant_id)
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("priority")
+    for status in T.STATUSES:
+        table.add_column(status, justify="right")
+    q = T.queue.c
+    with demo.runtime.engine.connect() as conn:
+        from sqlalchemy import func
+
+        rows = conn.execute(select(q.priority, q.status, func.count()).where(q.tenant_id == demo.tenant_id)
+                            .group_by(q.priority, q.status)).all()
+    grid = {(p, st): n for p, st, n in rows}
+    for priority, name in PRIORITY_NAMES.items():
+        table.add_row(name, *(f"{grid.get((priority, status), 0):,}" for status in T.STATUSES))
+    demo.console.print(table)
+    demo.console.print(f"  waiting: {counts.open}, done: {counts.by_status['done']}, dead: {counts.by_status['dead']}",
+                       highlight=False)
+
+
+def _export(demo: Demo) -> Launch:
+    from xpm_pipeline.defs.export import xpm_export_sensor
+
+    demo.clock.advance(60)
+    return demo.sensor_launch(xpm_export_sensor)
+
+
+def _after_export(demo: Demo, report: FlowReport) -> None:
+    _print_queue(demo, "Export queue after the drain")
+
+
 DAY: list[Flow] = [
     Flow("initial", _initial),
     Flow("hourly", _hourly, before=_people_edit),
     Flow("nightly", _nightly),
+    Flow("export", _export, before=_queue_changes, after=_after_export, label="export to XPM"),
 ]
 """The demo's day, in order. Each flow runs only after the previous one succeeded."""
 
@@ -442,6 +527,8 @@ def run_demo(*, size: str = "medium", seed: int = 1, home: Path = Path(".xpm/dem
 
 def _print_flow(console: Console, flow: FlowReport) -> None:
     calls = f"{flow.api_calls} API calls ({flow.sync_calls} sync" + (f" + {flow.check_calls} checks)" if flow.check_calls else ")")
+    if flow.drain is not None:
+        calls = f"{flow.api_calls} API calls ({flow.drain.get('sent', 0)} writes + {flow.export_reads} read-backs)"
     table = Table(title=f"{flow.title}: Dagster run {flow.run_id[:8]} of {flow.job_name}, {calls}, {flow.seconds:.1f} s",
                   box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("table", no_wrap=True)
@@ -450,11 +537,18 @@ def _print_flow(console: Console, flow: FlowReport) -> None:
     for line in flow.tables:
         table.add_row(line.table, f"{line.rows:,}", f"{line.inserted:,}", f"{line.updated:,}", f"{line.deleted:,}",
                       str(line.api_calls))
-    console.print(table)
+    if flow.tables:
+        console.print(table)
+    else:
+        console.print(f"[italic]{table.title}[/italic]", highlight=False)
     if flow.checks_passed or flow.checks_failed:
         console.print(f"  asset checks: {flow.checks_passed} passed, {len(flow.checks_failed)} did not", highlight=False)
         for failed in flow.checks_failed:
             console.print(f"    {failed}", highlight=False)
+    if flow.drain:
+        d = flow.drain
+        console.print(f"  drain: sent {d['sent']}, done {d['done']}, dead {d['dead']}, unclear {d['in_doubt']} "
+                      f"(settled by reading XPM back: {d['reconciled']}); stopped: {d['stopped']}", highlight=False)
     if flow.rate_limited:
         console.print(f"  XPM's per-minute limit answered 429 {flow.rate_limited} time(s); the client waited "
                       "Retry-After each time (those answers are included in the calls above).")

@@ -94,7 +94,8 @@ def test_bad_input_is_one_line_and_non_zero(env, args, overrides, expected):
 def test_demo_runs_end_to_end(tmp_path):
     result = run("demo", "--size", "small", "--home", str(tmp_path / "demo"), timeout=300)
     assert result.returncode == 0, result.stderr
-    for text in ("initial sync", "hourly sync", "nightly sync", "xpm_timesheets", "xpm_timesheet_changes"):
+    for text in ("initial sync", "hourly sync", "nightly sync", "xpm_timesheets", "xpm_timesheet_changes",
+                 "Export queue before the drain", "Export queue after the drain"):
         assert text in result.stdout
 
 

@@ -35,14 +35,16 @@ def test_demo_runs_each_flow_as_a_dagster_materialization(tmp_path):
     console = Console(record=True, width=140)
     home = tmp_path / "demo"
     reports = run_demo(size="small", home=home, console=console)
-    assert [report.name for report in reports] == [flow.name for flow in DAY] == ["initial", "hourly", "nightly"]
+    assert [report.name for report in reports] == [flow.name for flow in DAY] == ["initial", "hourly", "nightly",
+                                                                                   "export"]
     text = console.export_text()
+    *reports, export = reports
 
     instance = dg.DagsterInstance.from_config(str(home / "dagster"))  # the demo's DAGSTER_HOME, reopened
     try:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"  # the production limits
         runs = {run.run_id: run for run in instance.get_runs()}
-        assert set(runs) == {report.run_id for report in reports}
+        assert set(runs) == {report.run_id for report in reports} | {export.run_id}
         tenant = runs[reports[0].run_id].tags[TENANT_TAG]
         for report in reports:
             run = runs[report.run_id]
@@ -85,9 +87,35 @@ def test_demo_runs_each_flow_as_a_dagster_materialization(tmp_path):
         # every table's latest state is on the instance for the tenant's partition
         for key in (spec.key for spec in SYNC_SPECS):
             assert instance.get_materialized_partitions(key) == {tenant}
+        assert_export_run(instance, runs[export.run_id], export, tenant, text, home)
     finally:
         instance.dispose()
-    assert "API calls: " + ", ".join(f"{r.name} {r.api_calls}" for r in reports) in text
+    assert "API calls: " + ", ".join(f"{r.name} {r.api_calls}" for r in [*reports, export]) in text
+
+
+def assert_export_run(instance, run, export, tenant, text, home) -> None:
+    """The export flow: queued changes, one drain run requested by the sensor, the queue before and after."""
+    from sqlalchemy import create_engine, func, select
+
+    from xpm_pipeline.export import tables as T
+
+    assert run.is_success and export.ok and run.job_name == export.job_name == "xpm_export_drain"
+    assert run.tags["xpm/export"] == tenant and run.tags["dagster/run_key"] == f"export/{tenant}/1"
+    engine = create_engine(f"sqlite:///{home / 'warehouse.db'}")
+    try:
+        with engine.connect() as conn:
+            statuses = dict(conn.execute(select(T.queue.c.status, func.count()).group_by(T.queue.c.status)).all())
+    finally:
+        engine.dispose()
+    queued = statuses.get("done", 0)
+    assert statuses == {"done": queued} and queued > 40
+    assert export.drain["sent"] == export.drain["done"] == queued and export.drain["stopped"] == "queue empty"
+    assert export.api_calls == queued
+    before, after = text.index("Export queue before the drain"), text.index("Export queue after the drain")
+    assert f"waiting: {queued}, done: 0" in text[before:after]
+    assert f"waiting: 0, done: {queued}, dead: 0" in text[after:]
+    observed = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_OBSERVATION)
+    assert [e.asset_observation.asset_key.to_user_string() for e in observed] == ["xpm_export_queue"]
 
 
 def stored_tables(instance, report) -> list[str]:
