@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-## make demo: sandbox with a seeded practice -> connect -> read every entity -> report
+## make demo: sandbox with a seeded practice -> connect -> initial, hourly, nightly, export as Dagster runs -> report
 demo: $(STAMP)
 	$(BIN)/xpm-pipeline demo
 
