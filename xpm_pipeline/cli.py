@@ -318,7 +318,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed of the generated organisation.")] = 1,
     home: Annotated[Path, typer.Option(help="Folder for the demo's warehouse and key.")] = Path(".xpm/demo"),
 ) -> None:
-    """Start the sandbox with a seeded practice, connect to it, read every entity and report."""
+    """A day of a seeded sandbox practice as Dagster runs it: connect, initial, people edit in XPM, hourly, nightly,
+    then changes exported back to XPM; prints what each run recorded and the export queue before and after."""
     from xpm_pipeline.demo import run_demo
 
     if size not in ("small", "medium", "large"):
