@@ -30,6 +30,7 @@ from xpm_pipeline.runtime import open_runtime
 from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
 from xpm_pipeline.secrets import TokenCipher
 from xpm_pipeline.xpm.connect import connect
+from xpm_pipeline_tests.kill_support import fresh_warehouse, runs_for
 from xpm_pipeline_tests.export.support import (
     client_updates,
     entries_with_note,
@@ -45,7 +46,6 @@ EXPORT_POINTS = (
     "export.before_done_commit",
     "export.after_reconcile_read",
 )
-KILL_RUNS = int(os.environ.get("XPM_KILL_RUNS", "20"))
 LEASE = "1"
 CHANGES = 8  # timesheet creates 4, job 2, client 1, task 1
 
@@ -184,39 +184,26 @@ def _kill_then_kill_reconcile(url, tmp_path) -> Outcome:
 @pytest.mark.parametrize("point", EXPORT_POINTS)
 def test_kill_at_each_point_many_times(warehouse_url, tmp_path, point):
     killed = 0
-    for run in range(KILL_RUNS):
+    for run in range(runs_for(warehouse_url)):
         home = tmp_path / f"run{run}"
         home.mkdir()
-        url = warehouse_url if "sqlite" not in warehouse_url else f"sqlite:///{home / 'warehouse.db'}"
-        if "postgresql" in url:
-            _reset_postgres(url)
+        url = fresh_warehouse(warehouse_url, home, run)
         kill_at = ((f"export.after_response:{run % CHANGES + 1}", "export.after_reconcile_read")
                    if point == "export.after_reconcile_read" else _nth(point, run))
         outcome = kill_and_recover(url, home, kill_at=kill_at)
         killed += outcome.killed and outcome.kills == (2 if point == "export.after_reconcile_read" else 1)
-    assert killed == KILL_RUNS
-    print(json.dumps({"point": point, "runs": KILL_RUNS, "kills": killed, "losses": 0, "duplicates": 0}))
+    assert killed == runs_for(warehouse_url)
+    print(json.dumps({"point": point, "runs": runs_for(warehouse_url), "kills": killed, "losses": 0, "duplicates": 0}))
 
 
 @pytest.mark.slow
 def test_kill_at_random_moments(warehouse_url, tmp_path):
     rng = random.Random(7)
     killed = 0
-    for run in range(KILL_RUNS):
+    for run in range(runs_for(warehouse_url)):
         home = tmp_path / f"run{run}"
         home.mkdir()
-        url = warehouse_url if "sqlite" not in warehouse_url else f"sqlite:///{home / 'warehouse.db'}"
-        if "postgresql" in url:
-            _reset_postgres(url)
+        url = fresh_warehouse(warehouse_url, home, run)
         outcome = kill_and_recover(url, home, kill_after=rng.uniform(0.8, 2.2))
         killed += outcome.killed
-    print(json.dumps({"point": "random", "runs": KILL_RUNS, "kills": killed, "losses": 0, "duplicates": 0}))
-
-
-def _reset_postgres(url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
+    print(json.dumps({"point": "random", "runs": runs_for(warehouse_url), "kills": killed, "losses": 0, "duplicates": 0}))

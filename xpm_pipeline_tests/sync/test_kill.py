@@ -26,13 +26,14 @@ from xpm_pipeline.killpoints import ENV as KILL_ENV
 from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
 from xpm_pipeline.sync.context import INITIAL, NIGHTLY, SyncContext
 from xpm_pipeline.sync.run import run_sync
+from xpm_pipeline.sync.timesheets import initial_windows
 from xpm_pipeline.warehouse.db import make_engine
 from xpm_pipeline.warehouse.migrate import migrate
 from xpm_pipeline.warehouse.schema import sync_checkpoints, timesheet_changes
+from xpm_pipeline_tests.kill_support import fresh_warehouse, runs_for
 from xpm_pipeline_tests.support import sandbox_client
 from xpm_pipeline_tests.sync.test_scenarios import assert_no_duplicate_keys, assert_warehouse_equals_xpm
 
-KILL_RUNS = int(os.environ.get("XPM_KILL_RUNS", "20"))
 MONTHS = 49  # 36 back + this month + 12 ahead
 
 _CHILD = r"""
@@ -79,24 +80,32 @@ def kill_initial_and_resume(url: str, point: str, month: int) -> dict:
             assert code == -signal.SIGKILL, code
             checkpointed = _checkpoints(engine)
             assert checkpointed == month - 1  # the killed month was not checkpointed
+            done_before = _done_scopes(engine)
             clock.advance(16 * 60)  # past the killed run's lease
             seen = len(sandbox.request_log)
             with sandbox_client(sandbox, tenant, clock) as client:
                 report = run_sync(SyncContext(engine, client, tenant, INITIAL, clock=clock), ["timesheet"])
                 assert report.ok
                 refetched = [e for e in sandbox.request_log[seen:] if e["path"].endswith("time.api/list")]
-                assert len(refetched) == MONTHS - checkpointed  # finished months are never read again
+                # finished months are never read again (windows from the resume's "today": one shifts at midnight)
+                windows = initial_windows(SyncContext(engine, client, tenant, INITIAL, clock=clock))
+                expected = sum(1 for w in windows if f"timesheet {w}" not in done_before)
+                assert len(refetched) == expected
                 assert_no_duplicate_keys(engine, tenant)
                 assert_warehouse_equals_xpm_timesheets(engine, client, tenant, clock)
-            return {"checkpointed": checkpointed, "refetched": len(refetched)}
+            return {"checkpointed": checkpointed, "refetched": len(refetched), "expected": expected}
     finally:
         engine.dispose()
+
+
+def _done_scopes(engine) -> set[str]:
+    with engine.connect() as conn:
+        return set(conn.execute(select(sync_checkpoints.c.scope)).scalars())
 
 
 def assert_warehouse_equals_xpm_timesheets(engine, client, tenant, clock):
     from xpm_pipeline.entities import ENTITIES
     from xpm_pipeline.sync.compare import compare_entity
-    from xpm_pipeline.sync.timesheets import initial_windows
     from xpm_pipeline.xpm.parse import Rows
     from xpm_pipeline_tests.sync.test_scenarios import _live
 
@@ -144,27 +153,15 @@ def test_nightly_killed_before_commit_leaves_nothing_half_applied(warehouse_url)
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["sync.after_window_fetch", "sync.after_window_load"])
 def test_initial_sync_killed_at_many_months(warehouse_url, point, tmp_path):
-    for run in range(KILL_RUNS):
-        url = _fresh(warehouse_url, tmp_path, run)
+    for run in range(runs_for(warehouse_url)):
+        url = fresh_warehouse(warehouse_url, tmp_path, run)
         outcome = kill_initial_and_resume(url, point, month=1 + (run * 7) % MONTHS)
-        assert outcome["refetched"] == MONTHS - outcome["checkpointed"]
-    print(json.dumps({"point": point, "runs": KILL_RUNS, "kills": KILL_RUNS, "duplicates": 0}))
+        assert outcome["refetched"] == outcome["expected"]
+    print(json.dumps({"point": point, "runs": runs_for(warehouse_url), "kills": runs_for(warehouse_url), "duplicates": 0}))
 
 
 @pytest.mark.slow
 def test_nightly_killed_many_times(warehouse_url, tmp_path):
-    for run in range(KILL_RUNS):
-        kill_nightly_and_resume(_fresh(warehouse_url, tmp_path, run))
-    print(json.dumps({"point": "sync.nightly_before_commit", "runs": KILL_RUNS, "kills": KILL_RUNS}))
-
-
-def _fresh(url: str, tmp_path, run: int) -> str:
-    if url.startswith("sqlite"):
-        return f"sqlite:///{tmp_path / f'run{run}.db'}"
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(url)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-    engine.dispose()
-    return url
+    for run in range(runs_for(warehouse_url)):
+        kill_nightly_and_resume(fresh_warehouse(warehouse_url, tmp_path, run))
+    print(json.dumps({"point": "sync.nightly_before_commit", "runs": runs_for(warehouse_url), "kills": runs_for(warehouse_url)}))
