@@ -12,7 +12,6 @@ import multiprocessing
 from collections import Counter
 from datetime import date, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 
 from xpm_pipeline.config import Settings
