@@ -19,3 +19,18 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.stderr
     return lines[0]
+
+
+def cli_env(sandbox, tmp_path, **extra: str) -> dict:
+    """XPM_* as a user sets them for a sandbox, with a fresh SQLite warehouse and token key."""
+    from xpm_pipeline.secrets import TokenCipher
+
+    return {
+        "XPM_API_BASE_URL": sandbox.base_url,
+        "XPM_CLIENT_ID": sandbox.client_id,
+        "XPM_CLIENT_SECRET": sandbox.client_secret,
+        "XPM_TOKEN_KEY": TokenCipher.generate_key(),
+        "XPM_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
+        "XPM_HOME": str(tmp_path / ".xpm"),
+        **extra,
+    }

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
-from xpm_pipeline.secrets import TokenCipher
-from xpm_pipeline_tests.cli_support import one_line_error, run
+from xpm_pipeline_tests.cli_support import cli_env, one_line_error, run
 
 
 @pytest.fixture(scope="module")
@@ -18,15 +17,7 @@ def sandbox():
 
 @pytest.fixture
 def env(sandbox, tmp_path):
-    return {
-        "XPM_API_BASE_URL": sandbox.base_url,
-        "XPM_CLIENT_ID": sandbox.client_id,
-        "XPM_CLIENT_SECRET": sandbox.client_secret,
-        "XPM_TOKEN_KEY": TokenCipher.generate_key(),
-        "XPM_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
-        "XPM_HOME": str(tmp_path / ".xpm"),
-        "XPM_MINUTE_LIMIT": "10000",
-    }
+    return cli_env(sandbox, tmp_path, XPM_MINUTE_LIMIT="10000")
 
 
 def test_connect_runs_the_initial_sync_once(env, sandbox):

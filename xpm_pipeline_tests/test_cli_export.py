@@ -8,8 +8,7 @@ from datetime import date
 import pytest
 
 from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
-from xpm_pipeline.secrets import TokenCipher
-from xpm_pipeline_tests.cli_support import one_line_error, run
+from xpm_pipeline_tests.cli_support import cli_env, one_line_error, run
 from xpm_pipeline_tests.export.support import entries_with_note, job_updates, timesheet_creates
 
 
@@ -21,14 +20,7 @@ def sandbox():
 
 @pytest.fixture
 def env(sandbox, tmp_path):
-    env = {
-        "XPM_API_BASE_URL": sandbox.base_url,
-        "XPM_CLIENT_ID": sandbox.client_id,
-        "XPM_CLIENT_SECRET": sandbox.client_secret,
-        "XPM_TOKEN_KEY": TokenCipher.generate_key(),
-        "XPM_WAREHOUSE_URL": f"sqlite:///{tmp_path / 'warehouse.db'}",
-        "XPM_HOME": str(tmp_path / ".xpm"),
-    }
+    env = cli_env(sandbox, tmp_path)
     connected = run("connect", "--yes", "--no-sync", env=env)
     assert connected.returncode == 0, connected.stderr
     return env

@@ -65,27 +65,10 @@ class Windows:
         return oldest_blocking + self.day_span
 
 
-def simulate_eta(
-    *,
-    now: datetime,
-    calls: int,
-    limits: QuotaLimits,
-    day_allowance: int,
-    history: Iterable[datetime],
-    margin: float = 0.0,
-    not_before: datetime | None = None,
-) -> datetime:
-    """When the ``calls``-th of ``calls`` new calls could be admitted, sending each as early as allowed.
-
-    ``history``: admission times of calls already made (at least the last day's; more is ignored).
-    ``day_allowance``: calls of the day this kind of call may see used (``QuotaLimits.day_allowance``).
-    Concurrency is ignored (calls are assumed short), so this is the quota's answer, not a promise.
-    """
-    schedule = simulate_schedule(
-        now=now, calls=calls, limits=limits, day_allowance=day_allowance, history=history, margin=margin,
-        not_before=not_before,
-    )
-    return schedule[-1] if schedule else max(now, not_before or now)
+def simulate_eta(**schedule_args) -> datetime:
+    """When the last of the new calls could be admitted (``simulate_schedule``'s arguments and rules)."""
+    schedule = simulate_schedule(**schedule_args)
+    return schedule[-1] if schedule else max(schedule_args["now"], schedule_args.get("not_before") or schedule_args["now"])
 
 
 def simulate_schedule(
@@ -98,7 +81,12 @@ def simulate_schedule(
     margin: float = 0.0,
     not_before: datetime | None = None,
 ) -> list[datetime]:
-    """The admission time of each of ``calls`` new calls (``simulate_eta``'s rules), in order."""
+    """The admission time of each of ``calls`` new calls, sending each as early as allowed, in order.
+
+    ``history``: admission times of calls already made (at least the last day's; more is ignored).
+    ``day_allowance``: calls of the day this kind of call may see used (``QuotaLimits.day_allowance``).
+    Concurrency is ignored (calls are assumed short), so this is the quota's answer, not a promise.
+    """
     schedule: list[datetime] = []
     if calls <= 0:
         return schedule

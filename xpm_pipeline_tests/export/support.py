@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import date
+from datetime import date, datetime, timedelta
 
 from xpm_pipeline.sandbox import SandboxServer
 
@@ -50,3 +50,14 @@ def task_updates(sandbox: SandboxServer, tenant: str, count: int, *, minutes: in
 
 def entries_with_note(sandbox: SandboxServer, tenant: str, note: str) -> list:
     return [t for t in sandbox.tenant(tenant).times.values() if t.note == note]
+
+
+def max_in_any_minute(times: list[datetime]) -> int:
+    """The most moments that fall in any 60-second window."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, moment in enumerate(times):
+        while moment - times[start] >= timedelta(seconds=60):
+            start += 1
+        best = max(best, end - start + 1)
+    return best

@@ -10,6 +10,7 @@ from xpm_pipeline.export import enqueue
 from xpm_pipeline.export import tables as T
 from xpm_pipeline.export.worker import EMPTY, drain
 from xpm_pipeline_tests.export.support import (
+    max_in_any_minute,
     client_updates,
     entries_with_note,
     job_updates,
@@ -46,16 +47,6 @@ def _xpm_writes(sandbox):
     return [e for e in sandbox.request_log if e["method"] != "GET" and "/practicemanager/" in e["path"]]
 
 
-def _max_in_any_minute(times) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= timedelta(seconds=60):
-            start += 1
-        best = max(best, end - start + 1)
-    return best
-
-
 def test_600_changes_go_out_in_priority_order_at_the_limit(runtime, sandbox, tenant, client, clock):
     from datetime import datetime
 
@@ -75,7 +66,7 @@ def test_600_changes_go_out_in_priority_order_at_the_limit(runtime, sandbox, ten
     order = {"time.api/add": 1, "job.api/update": 2, "client.api/update": 3, "job.api/task": 4}
     assert [order[k] for k in kinds] == sorted(order[k] for k in kinds)
     moments = [datetime.fromisoformat(e["at"]) for e in writes]
-    assert _max_in_any_minute(moments) == 60  # at the limit, never over it
+    assert max_in_any_minute(moments) == 60  # at the limit, never over it
     elapsed = (clock.now() - started).total_seconds()
     assert 540 <= elapsed <= 600 + 60, elapsed  # 600 calls at 60 a minute: ten minutes, not more
 

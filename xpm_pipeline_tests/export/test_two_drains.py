@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sqlalchemy import select
 
@@ -23,7 +23,7 @@ from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
 from xpm_pipeline.secrets import TokenCipher
 from xpm_pipeline.warehouse.db import make_engine
 from xpm_pipeline.xpm.connect import connect
-from xpm_pipeline_tests.export.support import client_updates, job_updates, task_updates, timesheet_creates
+from xpm_pipeline_tests.export.support import max_in_any_minute, client_updates, job_updates, task_updates, timesheet_creates
 
 FACTOR = 30.0
 ITEMS = 240  # four simulated minutes at the limit
@@ -49,16 +49,6 @@ def _drain_process(env: dict, clock: ScaledClock, tenant: str, barrier, results)
                      "stopped": report.stopped})
     finally:
         runtime.close()
-
-
-def _max_in_any_minute(times: list[datetime]) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, moment in enumerate(times):
-        while moment - times[start] >= timedelta(seconds=60):
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def test_two_drain_processes_share_the_queue_within_the_limit(warehouse_url, tmp_path):
@@ -94,7 +84,7 @@ def test_two_drain_processes_share_the_queue_within_the_limit(warehouse_url, tmp
         writes = [e for e in sandbox.request_log if e["method"] != "GET" and "/practicemanager/" in e["path"]]
         assert len(writes) == ITEMS and all(e["status"] == 200 for e in writes)  # each once, no 429
         assert not [e for e in sandbox.request_log if e["status"] == 429]
-        assert _max_in_any_minute([datetime.fromisoformat(e["at"]) for e in writes]) <= 60
+        assert max_in_any_minute([datetime.fromisoformat(e["at"]) for e in writes]) <= 60
 
         notes = Counter(t.note for t in sandbox.tenant(tenant).times.values() if t.note.startswith("two entry"))
         assert len(notes) == ITEMS - 60 and set(notes.values()) == {1}

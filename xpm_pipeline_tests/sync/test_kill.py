@@ -32,28 +32,9 @@ from xpm_pipeline.warehouse.migrate import migrate
 from xpm_pipeline.warehouse.schema import sync_checkpoints, timesheet_changes
 from xpm_pipeline_tests.kill_support import fresh_warehouse, runs_for
 from xpm_pipeline_tests.support import sandbox_client
-from xpm_pipeline_tests.sync.test_scenarios import assert_no_duplicate_keys, assert_warehouse_equals_xpm
+from xpm_pipeline_tests.sync.test_scenarios import _CHILD, assert_no_duplicate_keys, assert_warehouse_equals_xpm
 
 MONTHS = 49  # 36 back + this month + 12 ahead
-
-_CHILD = r"""
-import json, sys
-from xpm_pipeline.secrets import Secret
-from xpm_pipeline.sync.context import SyncContext
-from xpm_pipeline.sync.run import run_sync
-from xpm_pipeline.warehouse.db import make_engine
-from xpm_pipeline.xpm.client import XPMClient
-
-args = json.loads(sys.argv[1])
-
-class Static:
-    def access_token(self, tenant_id):
-        return Secret(args["token"])
-    force_refresh = lambda self, tenant_id, rejected: Secret(args["token"])
-
-client = XPMClient(base_url=args["api"], tenant_id=args["tenant"], tokens=Static())
-run_sync(SyncContext(make_engine(args["db"]), client, args["tenant"], args["mode"]), args["entities"])
-"""
 
 
 def _run_child(sandbox, tenant, url, mode, kill_at) -> int:

@@ -349,8 +349,10 @@ class Static:
     force_refresh = lambda self, tenant_id, rejected: Secret(args["token"])
 
 client = XPMClient(base_url=args["api"], tenant_id=args["tenant"], tokens=Static())
-run_sync(SyncContext(make_engine(args["db"]), client, args["tenant"], INITIAL), ["timesheet"])
+run_sync(SyncContext(make_engine(args["db"]), client, args["tenant"], args.get("mode", INITIAL)),
+         args.get("entities", ["timesheet"]))
 """
+"""A sync in another process (killed by the kill tests): json args api, tenant, db, token[, mode, entities]."""
 
 
 def test_killed_initial_sync_resumes_without_duplicates_or_refetching(warehouse_url, tmp_path):
