@@ -8,12 +8,41 @@ flagged it deleted), and on jobs ``_completed_reason`` (why the pipeline marked 
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Date, DateTime, Index, Integer, Numeric, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Integer,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
 
 from xpm_pipeline.entities import ENTITIES, ColumnType, Entity
 from xpm_pipeline.warehouse.control import metadata
 from xpm_pipeline.warehouse.db import UtcDateTime
 from xpm_pipeline.warehouse.migrate import migration
+
+
+def identifier(type_: String) -> String:
+    """A text column holding an identifier (a UUID, a tenant id, a job number): byte order on PostgreSQL.
+
+    ``COLLATE "C"`` compares with ``memcmp`` and lets sorts use abbreviated keys, which PostgreSQL
+    disables for libc locales such as ``C.UTF-8``/``en_US``: the index builds of a first load take
+    about half the time (``benchmarks/load_bench.py``). Nobody needs identifiers in dictionary order,
+    and for UTF-8 text byte order is code point order.
+    """
+    return type_.with_variant(type_.__class__(**{**_type_args(type_), "collation": "C"}), "postgresql")
+
+
+def _type_args(type_: String) -> dict:
+    return {"length": type_.length} if type_.length is not None else {}
+
 
 SQL_TYPES = {
     ColumnType.TEXT: Text,
@@ -37,24 +66,31 @@ PIPELINE_COLUMN_DOCS = {
     COMPLETED_REASON: "Why the pipeline marked the job Completed (e.g. missing from XPM's active list).",
 }
 
-# Secondary indexes analysts and the syncs need; the key is always the primary key.
-_INDEXES: dict[str, tuple[tuple[str, ...], ...]] = {
-    "timesheet": (("tenant_id", "entry_date"), ("tenant_id", "job_number"), ("tenant_id", "staff_uuid")),
-    "job": (("tenant_id", "job_number"), ("tenant_id", "client_uuid")),
-    "job_task": (("tenant_id", "job_uuid"),),
-    "client_contact": (("tenant_id", "client_uuid"),),
-    "client_group_member": (("tenant_id", "client_uuid"),),
+# Secondary indexes analysts and the syncs need (``tenant_id`` is appended to each); the primary key is
+# XPM's key, then ``tenant_id``. The selective column leads: an equality or range on it finds the rows
+# of one tenant just as well (``tenant_id`` is the next column), and a build sorts on a column whose
+# values differ instead of one that is the same on every row of a tenant's load (about 2x faster).
+# Queries on ``tenant_id`` alone use the ``entry_date`` index (time entries) or scan a small table.
+_INDEXES: dict[str, tuple[str, ...]] = {
+    "timesheet": ("entry_date", "job_number", "staff_uuid"),
+    "job": ("job_number", "client_uuid"),
+    "job_task": ("job_uuid",),
+    "client_contact": ("client_uuid",),
+    "client_group_member": ("client_uuid",),
 }
 
 
 def _entity_table(entity: Entity) -> Table:
-    columns = [Column("tenant_id", String(64), primary_key=True, comment=PIPELINE_COLUMN_DOCS["tenant_id"])]
+    indexed = {*entity.key, *_INDEXES.get(entity.name, ())}
+    columns = [Column("tenant_id", identifier(String(64)), nullable=False, comment=PIPELINE_COLUMN_DOCS["tenant_id"])]
     for spec in entity.columns:
+        type_ = SQL_TYPES[spec.type]()
+        if spec.type is ColumnType.UUID or (spec.name in indexed and isinstance(type_, String)):
+            type_ = identifier(type_)
         columns.append(
             Column(
                 spec.name,
-                SQL_TYPES[spec.type](),
-                primary_key=spec.key,
+                type_,
                 nullable=not (spec.key or spec.required),
                 comment=spec.doc,
             )
@@ -63,9 +99,10 @@ def _entity_table(entity: Entity) -> Table:
     columns.append(Column(DELETED_AT, UtcDateTime, nullable=True, comment=PIPELINE_COLUMN_DOCS[DELETED_AT]))
     if entity.name == "job":
         columns.append(Column(COMPLETED_REASON, Text, nullable=True, comment=PIPELINE_COLUMN_DOCS[COMPLETED_REASON]))
-    table = Table(entity.table, metadata, *columns, comment=entity.doc)
-    for position, index_columns in enumerate(_INDEXES.get(entity.name, ())):
-        Index(f"ix_{entity.table}_{'_'.join(index_columns[1:])}", *(table.c[name] for name in index_columns))
+    primary_key = PrimaryKeyConstraint(*entity.key, "tenant_id", name=f"{entity.table}_pkey")
+    table = Table(entity.table, metadata, *columns, primary_key, comment=entity.doc)
+    for column in _INDEXES.get(entity.name, ()):
+        Index(f"ix_{entity.table}_{column}", table.c[column], table.c.tenant_id)
     return table
 
 
