@@ -12,7 +12,8 @@ it" one atomic step for all of them:
 A call is admitted when all hold (any failing one gives the time it would pass; the latest wins):
 
 1. the tenant (or the whole app, after an ``appminute`` 429) is not blocked by a 429's ``Retry-After``;
-2. fewer than ``minute_limit`` calls in the sliding minute (``windows.py``), and XPM's last
+2. fewer than ``minute_limit`` calls in the sliding minute (``windows.py``; a call leaves it a minute
+   after its *answer*, see ``measure.in_minute_window``), and XPM's last
    ``X-MinLimit-Remaining``, corrected for calls made and calls aged out since, is above zero;
 3. the day's remaining calls — the lower of ``daily_limit - used`` and XPM's last
    ``X-DayLimit-Remaining`` (corrected the same way) — are above this kind of call's floor
@@ -68,7 +69,7 @@ from xpm_pipeline.quota.limits import (
     resolver,
     with_overrides,
 )
-from xpm_pipeline.quota.measure import Measure, Measurer, Snapshot, counted_by_xpm
+from xpm_pipeline.quota.measure import Measure, Measurer, Snapshot, counted_by_xpm, minute_leaving_times
 from xpm_pipeline.quota.windows import MINUTE, simulate_schedule
 from xpm_pipeline.warehouse.db import dialect_name, write_transaction
 from xpm_pipeline.xpm.client import CallInfo, CallResult
@@ -411,8 +412,8 @@ class QuotaLedger:
         # minute window, ours
         excess = m.minute_calls - limits.minute_limit + 1
         if excess > 0:
-            oldest = self._nth_oldest(conn, tenant_id, w.minute_cut, False, excess)
-            held.append(((oldest or now) + w.minute_span, MINUTE_FULL))
+            leaving = minute_leaving_times(conn, tenant_id, w, self.lease)
+            held.append((leaving[excess - 1] if len(leaving) >= excess else now + w.minute_span, MINUTE_FULL))
         # minute window, XPM's
         if m.minute_server is not None and m.minute_server < 1 and m.minute_snapshot is not None:
             held.append((self._server_reopens(conn, tenant_id, m.minute_snapshot, 1 - m.minute_server,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.engine import Connection
 
 from xpm_pipeline.quota import tables as T
@@ -79,6 +79,30 @@ def count(condition) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
+def in_minute_window(w: Windows, lease: timedelta):
+    """Calls XPM may still hold in its sliding minute: those *answered* after the cut, and unanswered
+    ones (in flight, or lost) until their lease has run out plus a minute.
+
+    XPM counts a call when it arrives, somewhere between our admission and our receipt of its answer.
+    Ageing a call out by its answer time, the last moment XPM can have counted it, keeps the window
+    safe however long a request took to reach XPM (a stalled process, a slow network); ageing it out
+    by its admission time would let a call that arrived late make XPM count 61.
+    """
+    c = T.ledger.c
+    return or_(c.finished_at > w.minute_cut, and_(c.finished_at.is_(None), c.admitted_at > w.minute_cut - lease))
+
+
+def minute_leaving_times(conn: Connection, tenant_id: str, w: Windows, lease: timedelta) -> list[datetime]:
+    """When each call in the minute window stops counting there (``+ minute_span``), soonest first."""
+    c = T.ledger.c
+    rows = conn.execute(
+        select(c.admitted_at, c.finished_at).where(
+            c.tenant_id == tenant_id, c.admitted_at > w.minute_cut - lease, in_minute_window(w, lease)
+        )
+    ).all()
+    return sorted((finished or admitted + lease) + w.minute_span for admitted, finished in rows)
+
+
 def counted_by_xpm():
     """Ledger rows XPM certainly counted: it answered them, and not with a gateway refusal."""
     status = T.ledger.c.status_code
@@ -118,14 +142,14 @@ class Measurer:
         # Calls XPM may not have counted (429, 401, 403, no answer, S itself) are never credited, so
         # the estimate can only be low, never high.
         in_day = c.admitted_at >= w.day_start if w.fixed_day else c.admitted_at > w.day_start
-        in_minute = c.admitted_at > w.minute_cut
         lease_cut = now - self.lease
+        in_minute = in_minute_window(w, self.lease)
         exact = day_needed is None
         columns = {
             "minute": count(in_minute),
             "in_flight": count(and_(c.finished_at.is_(None), c.admitted_at > lease_cut)),
         }
-        lower = min(w.minute_cut, lease_cut)
+        lower = min(w.minute_cut - self.lease, lease_cut)
         if exact:
             columns["minute_w"] = count(and_(in_minute, c.direction == WRITE))
         if minute_snap is not None:

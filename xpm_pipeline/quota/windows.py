@@ -2,14 +2,15 @@
 
 Kept apart from the SQL so the arithmetic can be read (and tested) on its own:
 
-- minute: a call counts while ``admitted_at > now - (60 s + margin)``; XPM's window slides, so the
-  61st call may go exactly when the first leaves (``first + 60 s``), as XPM's own limiter does;
+- minute: a call counts while ``finished_at > now - (60 s + margin)`` (its answer came less than a
+  minute ago; unanswered calls count until their lease ends, ``measure.in_minute_window``); XPM's
+  window slides, so the 61st call may go exactly when the first leaves, as XPM's own limiter does;
 - day, rolling: the same with 24 h;
 - day, fixed: calls since the UTC midnight (of ``now - margin``), so the count resets at midnight.
 
-``margin`` absorbs the gap between our admission time and XPM's arrival time (latency differs per
-call): with real clocks, waiting a second more than the bare window costs nothing and keeps a call
-that was slow to arrive from making XPM count 61. Tests on a ``ManualClock`` use 0 to check exactness.
+Ageing minute calls by their answer time already covers any gap between our admission and XPM's
+arrival; ``margin`` adds a second for the rest (clock steps, XPM's own rounding): waiting a second more
+than the bare window costs nothing. Tests on a ``ManualClock`` use 0 to check exactness.
 """
 
 from __future__ import annotations

@@ -85,9 +85,14 @@ def machine_for(engine):
                 if self.blocked[key] > now:
                     held.append((self.blocked[key], reason))
             mine = sorted(r["at"] for r in self.rows.values() if r["tenant"] == tenant)
-            minute = [at for at in mine if at > now - MINUTE]
+            # a call leaves the minute a minute after its answer (unanswered: after its lease)
+            leaving = sorted(
+                (r["finished_at"] if r["finished"] else r["at"] + timedelta(seconds=LEASE)) + MINUTE
+                for r in self.rows.values() if r["tenant"] == tenant
+            )
+            minute = [at for at in leaving if at > now]
             if len(minute) >= LIMITS.minute_limit:
-                held.append((minute[len(minute) - LIMITS.minute_limit] + MINUTE, "minute"))
+                held.append((minute[len(minute) - LIMITS.minute_limit], "minute"))
             day = [at for at in mine if at > now - DAY]
             allowance = LIMITS.day_allowance(direction, background)
             if len(day) >= allowance:
@@ -170,6 +175,7 @@ def machine_for(engine):
             self.ledger.finish(item["admission"], result)
             row = self.rows[item["admission"].call_id]
             row["finished"] = True
+            row["finished_at"] = self.clock.now()
             row["outcome"] = ("rate_limited" if result.status_code == 429 else "ok") if answered else "no_answer"
             if answered and result.status_code == 429:
                 key = "*" if result.problem == "appminute" else item["tenant"]
