@@ -69,6 +69,10 @@ def connect(
     from xpm_pipeline.defs.queries import synced_tenants
     from xpm_pipeline.sync.context import INITIAL
 
+    if timeout <= 0:
+        raise typer.BadParameter(f"must be a positive number of seconds, got {timeout:g}", param_hint="--timeout")
+    if not 0 <= port < 65536:
+        raise typer.BadParameter(f"choose 0 (any free port) or 1-65535, got {port}", param_hint="--port")
     runtime = open_runtime()
     try:
         _, connections = run_connect(
@@ -163,7 +167,8 @@ def status(
         records = {r.tenant_id: r for r in runtime.tokens.tenants(active_only=False)}
         if tenant is not None and tenant not in records:
             raise typer.BadParameter(
-                f"unknown tenant {tenant!r}; known: {', '.join(sorted(records)) or 'none'}", param_hint="--tenant")
+                f"unknown tenant {tenant!r}; known: {', '.join(sorted(records)) or 'none'} (run `xpm-pipeline connect`)",
+                param_hint="--tenant")
         chosen = [records[tenant]] if tenant else [r for r in records.values() if r.status == "active"]
         if not chosen:
             console.print("no connected tenants: run `xpm-pipeline connect`")
@@ -363,19 +368,36 @@ _mount_export()
 _EXPECTED = (ConfigError, TokenKeyError, XPMError, ValueError, OSError)
 
 
-def main() -> None:
-    """Console-script entry point: one-line errors instead of tracebacks."""
+def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage-style errors, aborts) of click and of the copy of click that typer vendors (typer >= 0.20)."""
     import click
 
+    errors, aborts = [click.ClickException], [click.exceptions.Abort]  # typer < 0.20, or click used directly
+    try:
+        from typer import exceptions as typer_exceptions
+        from typer._click import exceptions as vendored
+    except ImportError:  # an older typer runs on click itself
+        pass
+    else:
+        errors.append(vendored.ClickException)
+        aborts.append(typer_exceptions.Abort)
+    return tuple(errors), tuple(aborts)
+
+
+def main() -> None:
+    """Console-script entry point: one-line errors instead of tracebacks."""
     logging.basicConfig(level=os.environ.get("XPM_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
+    click_errors, aborts = _click_errors()
     try:
-        code = app(standalone_mode=False)
-    except click.ClickException as exc:  # usage errors: click's own one-line message
-        exc.show()
+        code = app(standalone_mode=False, prog_name="xpm-pipeline")
+    except click_errors as exc:  # usage errors: the message, and where the command's help is
+        context = getattr(exc, "ctx", None)
+        hint = f" (see `{context.command_path} --help`)" if context is not None else ""
+        err_console.print(f"error: {exc.format_message()}{hint}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except aborts:
         err_console.print("aborted")
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into exit codes

@@ -38,8 +38,8 @@ def test_connect_runs_the_initial_sync_once(env, sandbox):
 
 
 def test_connect_refuses_a_tenant_not_consented(env):
-    assert "consent form was not accepted" in one_line_error(
-        run("connect", "--yes", "--no-sync", "--tenant", "no-such-tenant", env=env))
+    message = one_line_error(run("connect", "--yes", "--no-sync", "--tenant", "no-such-tenant", env=env))
+    assert "no-such-tenant is not one this login may connect" in message  # and it lists the ones it may
 
 
 def test_connect_without_app_credentials_says_what_to_set(env):

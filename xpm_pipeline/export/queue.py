@@ -50,6 +50,10 @@ class UnknownTenant(ValueError):
     """Changes for a tenant the warehouse does not know (never connected)."""
 
 
+class NotDead(ValueError):
+    """``retry-dead`` named items that are not dead (done, waiting, or someone else's)."""
+
+
 class ClaimLost(RuntimeError):
     """Another worker took the item over (our lease ran out): leave it to them."""
 
@@ -363,6 +367,12 @@ def reset_dead(engine: Engine, tenant_id: str, item_ids: Sequence[int] | None = 
         if item_ids:
             where.append(q.item_id.in_(list(item_ids)))
         rows = conn.execute(select(T.queue).where(*where)).all()
+        missing = sorted(set(item_ids or ()) - {row.item_id for row in rows})
+        if missing:
+            raise NotDead(
+                f"item {', '.join(map(str, missing))} is not a dead item of tenant {tenant_id} (see `xpm-pipeline "
+                f"queue --tenant {tenant_id} --status dead`); nothing was put back"
+            )
         for row in rows:
             conn.execute(
                 update(T.queue).where(q.item_id == row.item_id)

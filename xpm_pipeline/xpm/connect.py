@@ -125,6 +125,7 @@ class _FormParser(HTMLParser):
         super().__init__()
         self.action: str | None = None
         self.fields: list[tuple[str, str]] = []
+        self.choices: dict[str, list[str]] = {}  # checkbox / radio name -> the values offered
         self._in_form = False
         self._seen_form = False
 
@@ -134,7 +135,10 @@ class _FormParser(HTMLParser):
             self._in_form = self._seen_form = True
             self.action = a.get("action", "")
         elif tag == "input" and self._in_form and a.get("name"):
-            if a.get("type", "text").lower() not in ("submit", "button", "checkbox", "radio"):
+            kind = a.get("type", "text").lower()
+            if kind in ("checkbox", "radio"):
+                self.choices.setdefault(a["name"], []).append(a.get("value", ""))
+            elif kind not in ("submit", "button"):
                 self.fields.append((a["name"], a.get("value", "")))
 
     def handle_endtag(self, tag: str) -> None:
@@ -165,6 +169,13 @@ def _auto_consent(authorize_url: str, redirect_uri: str, tenant_ids: Sequence[st
                 data: dict[str, str | list[str]] = {k: v for k, v in form.fields if k not in ("decision", "tenant")}
                 data["decision"] = "allow"
                 if tenant_ids:
+                    offered = form.choices.get("tenant")
+                    unknown = [t for t in tenant_ids if offered is not None and t not in offered]
+                    if unknown:
+                        raise ConnectError(
+                            f"organisation {', '.join(unknown)} is not one this login may connect; it may connect: "
+                            f"{', '.join(offered) or 'none'}"
+                        )
                     data["tenant"] = list(tenant_ids)  # repeated field; absent means every organisation
                 answer = http.post(urljoin(authorize_url, form.action), data=data)
                 if not answer.is_redirect:
