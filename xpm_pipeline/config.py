@@ -32,6 +32,27 @@ def _origin(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
+def _named(name: str, parse, raw: str):
+    """``parse(raw)``, with the variable's name in front of its error."""
+    try:
+        return parse(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+
+
+WAREHOUSE_SCHEMES = ("sqlite", "postgresql", "postgres")
+
+
+def _warehouse_url(raw: str) -> str:
+    scheme = urlsplit(raw).scheme.split("+")[0].lower()
+    if scheme not in WAREHOUSE_SCHEMES:
+        raise ConfigError(
+            f"XPM_WAREHOUSE_URL: unsupported database {scheme or raw!r} "
+            "(use sqlite:///path/to/warehouse.db or postgresql://user@host/database)"
+        )
+    return raw
+
+
 def api_base_from(url: str) -> str:
     """An origin alone (as the sandbox prints it) means XPM's usual path under it."""
     parts = urlsplit(url)
@@ -95,12 +116,12 @@ class Settings:
     def from_env(cls, env: dict | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
         home = Path(env.get("XPM_HOME", ".xpm"))
-        warehouse_url = env.get("XPM_WAREHOUSE_URL") or f"sqlite:///{(home / 'warehouse.db').as_posix()}"
+        warehouse_url = _warehouse_url(env.get("XPM_WAREHOUSE_URL") or f"sqlite:///{(home / 'warehouse.db').as_posix()}")
         api_raw = env.get("XPM_API_BASE_URL")
-        api_base = api_base_from(api_raw) if api_raw else REAL_API_BASE
+        api_base = _named("XPM_API_BASE_URL", api_base_from, api_raw) if api_raw else REAL_API_BASE
         identity_raw = env.get("XPM_IDENTITY_URL")
         if identity_raw:
-            identity = IdentityEndpoints.same_origin(identity_raw)
+            identity = _named("XPM_IDENTITY_URL", IdentityEndpoints.same_origin, identity_raw)
         elif api_raw:
             identity = IdentityEndpoints.same_origin(api_raw)
         else:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from xpm_pipeline.clock import SYSTEM_CLOCK, Clock
 from xpm_pipeline.config import Settings
@@ -15,6 +16,10 @@ from xpm_pipeline.warehouse.db import make_engine
 from xpm_pipeline.warehouse.migrate import migrate
 from xpm_pipeline.xpm.client import CallObserver, XPMClient
 from xpm_pipeline.xpm.tokens import TenantNotConnected, TokenStore
+
+
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse database does not answer (down, wrong host or credentials)."""
 
 
 @dataclass
@@ -50,7 +55,15 @@ def open_runtime(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOC
     """Connect to the warehouse, bring its schema up to date and build the token store."""
     settings = settings or Settings.from_env()
     engine = make_engine(settings.warehouse_url)
-    migrate(engine, clock=clock)
+    try:
+        migrate(engine, clock=clock)
+    except (OperationalError, InterfaceError) as exc:  # the first connection: name the database, not the driver
+        engine.dispose()
+        reason = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+        raise WarehouseUnavailable(
+            f"cannot reach the warehouse {engine.url.render_as_string(hide_password=True)}: {reason} "
+            "(check XPM_WAREHOUSE_URL)"
+        ) from None
     tokens = TokenStore.from_settings(settings, engine, clock=clock)
     # Production counts quota on the database's clock (every process and host agrees); an injected
     # clock (tests, the demo's simulated day) drives the ledger too.

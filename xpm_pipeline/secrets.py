@@ -115,3 +115,17 @@ class RedactingFilter(logging.Filter):
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
+
+
+HTTP_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy", "httpcore.socks")
+"""Loggers of the HTTP stack that print URLs and response headers (an OAuth redirect's ``code=``)."""
+
+
+def guard_http_loggers() -> None:
+    """Redact credentials in the HTTP libraries' own records, whatever handlers the host process set up
+    (Dagster's, a user's ``logging.basicConfig``): a logger's filter runs before any handler sees the
+    record. Idempotent."""
+    for name in HTTP_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

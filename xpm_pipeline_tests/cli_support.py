@@ -8,9 +8,14 @@ import sys
 
 
 def run(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    from xpm_pipeline_tests.secret_scan import observe
+
     merged = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "xpm_pipeline.cli", *args], capture_output=True, text=True,
-                          env=merged, timeout=timeout)
+    result = subprocess.run([sys.executable, "-m", "xpm_pipeline.cli", *args], capture_output=True, text=True,
+                            env=merged, timeout=timeout)
+    observe(f"xpm-pipeline {args[0] if args else ''} stdout", result.stdout)
+    observe(f"xpm-pipeline {args[0] if args else ''} stderr", result.stderr)
+    return result
 
 
 def one_line_error(result: subprocess.CompletedProcess) -> str:

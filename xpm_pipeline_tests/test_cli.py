@@ -73,7 +73,7 @@ def test_secrets_never_reach_the_output(env, sandbox):
         (("sync", "--tenant", "x", "--entity", "invoices"), {}, "unknown entity"),
         (("tenants",), {"XPM_TOKEN_KEY": ""}, "XPM_TOKEN_KEY"),
         (("tenants",), {"XPM_DAILY_LIMIT": "lots"}, "XPM_DAILY_LIMIT must be an integer"),
-        (("tenants",), {"XPM_API_BASE_URL": "ftp://nowhere"}, "not an http(s) URL"),
+        (("tenants",), {"XPM_API_BASE_URL": "ftp://nowhere"}, "XPM_API_BASE_URL: not an http(s) URL"),
         (("tenants",), {"XPM_TOKEN_KEY": "short"}, "XPM_TOKEN_KEY"),
         (("demo", "--size", "huge"), {}, "small, medium or large"),
     ],

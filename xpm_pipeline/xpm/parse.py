@@ -484,6 +484,8 @@ def _parse_streaming(stream: _ByteStream, entity: Entity | None, collector: _Col
                 collector.add((element,))
                 capture_depth = None
                 _free(element)
+        elif depth == 3 and element.getparent().tag in wrappers:
+            _free(element)  # a list's child that is not an entity: nothing to keep, so nothing piles up
         elif depth == 2:
             tag = element.tag
             if tag == "Pagination":
@@ -497,6 +499,7 @@ def _parse_streaming(stream: _ByteStream, entity: Entity | None, collector: _Col
 
 
 _BATCH_BYTES = 1 << 18  # 256 KiB: a batch's tree stays cache-sized (measured: 1 MiB is ~5% slower)
+_MAX_ELEMENT_BYTES = 8 << 20  # no XPM entity element comes near this; beyond it, stop buffering
 _HEADER_LIMIT = 1 << 20
 _XML_DECL = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*\?>")
 _UTF8 = re.compile(rb"encoding\s*=\s*[\"'](utf-?8|us-ascii|ascii)[\"']", re.IGNORECASE)
@@ -538,11 +541,17 @@ def _parse_batched(stream: _ByteStream, entity: Entity, collector: _Collector) -
     target = entity.element
     pending = [rest]  # chunks not yet parsed; joined only when a batch is cut
     size = len(rest)
+    closed = closing in rest  # a cut is possible: some pending chunk completes an entity element
     exhausted = False
     while True:
-        if size >= _BATCH_BYTES or exhausted:
+        if size > _MAX_ELEMENT_BYTES and not closed:
+            # One "entity" bigger than any XPM sends (a giant text node?): the general path parses it
+            # incrementally, where libxml2's own limits refuse it, instead of buffering it here.
+            return _parse_streaming(stream.rest(header + b"".join(pending)), entity, collector)
+        if (size >= _BATCH_BYTES and closed) or exhausted:
             rest = b"".join(pending)
             cut = rest.rfind(closing)
+            closed = False
             if cut >= 0:
                 cut += len(closing)
                 try:
@@ -565,6 +574,7 @@ def _parse_batched(stream: _ByteStream, entity: Entity, collector: _Collector) -
             or (pending[-1].endswith(b"<") and chunk[:1] in (b"!", b"?"))
         ):
             return _parse_streaming(stream.rest(header + b"".join(pending) + chunk), entity, collector)
+        closed = closed or closing in pending[-1][-len(closing):] + chunk[: len(closing)] or closing in chunk
         pending.append(chunk)
         size += len(chunk)
     rest = b"".join(pending)
