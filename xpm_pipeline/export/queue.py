@@ -74,6 +74,7 @@ class Item:
     attempts: int
     created_at: datetime
     claimed_by: str
+    last_error: str | None = None
 
     @property
     def spec(self):
@@ -262,7 +263,7 @@ def _item(row: Any, worker: str) -> Item:
     return Item(
         item_id=row.item_id, tenant_id=row.tenant_id, kind=row.kind, op=row.op, write_op=row.write_op,
         priority=row.priority, entity_key=row.entity_key, payload=json.loads(row.payload), status=row.status,
-        attempts=row.attempts, created_at=row.created_at, claimed_by=worker,
+        attempts=row.attempts, created_at=row.created_at, claimed_by=worker, last_error=row.last_error,
     )
 
 

@@ -10,7 +10,10 @@ XPM's answer                            the item
 OK                                      done (remote id: the new UUID for creates)
 ERROR / 4xx with a reason, not found    dead, with XPM's reason (fix it and ``queue --retry-dead``)
 429, or our quota used up               pending again, not an attempt; the drain stops until quota returns
-unclear (timeout, reset, 5xx, cut)      in doubt -> read back at once (``reconcile``) -> done or pending
+unclear (timeout, reset, 5xx, cut)      in doubt -> read back at once (``reconcile``) -> done, or pending
+                                        again: at once, then after 1 min, doubling to 1 h; dead after
+                                        ``MAX_SENDS`` sends XPM never took; ``FAILING_STREAK``
+                                        such writes in a row stop the drain (XPM is failing)
 credentials refused                     pending again, not an attempt; the drain stops (reconnect)
 anything else (our bug, database down)  left ``sending``: after the lease it is in doubt, then read back
 =====================================  ==================================================================
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from xpm_pipeline.clock import Clock
 from xpm_pipeline.export import queue as Q
@@ -47,9 +51,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 600.0  # seconds a claim (and a send) may take before others treat the worker as dead
 DEFAULT_MAX_WAIT = 120.0  # seconds the drain waits for quota before it stops and leaves items pending
+RESEND_BACKOFF = 60.0  # seconds before a write XPM did not take goes again; doubles with each send ...
+RESEND_BACKOFF_CAP = 3600.0  # ... up to an hour
+MAX_SENDS = 8  # sends of one item XPM never took before it is dead (kept, with the reason: retry-dead)
+FAILING_STREAK = 3  # writes in a row XPM did not take: stop, and leave the queue for the next drain
 
-EMPTY, QUOTA, LIMIT, STOPPED_UNAVAILABLE, STOPPED_AUTH, DEADLINE = (
+EMPTY, QUOTA, LIMIT, STOPPED_UNAVAILABLE, STOPPED_AUTH, DEADLINE, STOPPED_WAREHOUSE = (
     "queue empty", "quota used up", "item limit", "XPM unavailable", "credentials refused", "deadline",
+    "warehouse unavailable",
 )
 
 
@@ -66,6 +75,7 @@ class DrainReport:
     stopped: str = EMPTY
     resume_at: datetime | None = None  # quota stop: when the next call may go
     error: str | None = None
+    failing: int = 0  # writes in a row XPM answered unclearly and then had not applied
     events: list[tuple[int, str]] = field(default_factory=list)  # (item_id, event), in order
 
     @property
@@ -110,17 +120,26 @@ def drain(
         if max_items is not None and handled >= max_items:
             report.stopped = LIMIT
             break
-        Q.recover_expired(engine, tenant_id, now, worker=report.worker)
-        item = Q.claim_next(engine, tenant_id, report.worker, now, lease_span)
-        if item is None:
-            report.stopped = EMPTY
+        item = None
+        try:
+            Q.recover_expired(engine, tenant_id, now, worker=report.worker)
+            item = Q.claim_next(engine, tenant_id, report.worker, now, lease_span)
+            if item is None:
+                report.stopped = EMPTY
+                break
+            killpoint("export.after_claim")
+            handled += 1
+            if item.status == "in_doubt":
+                outcome = _settle(engine, client, item, clock, report)
+            else:
+                outcome = _send(engine, client, ledger, item, clock, lease_span, max_wait, report)
+        except DBAPIError as exc:  # the warehouse went away (restart, network): leases cover what was claimed
+            reason = str(getattr(exc, "orig", exc) or exc).strip().splitlines()[0]
+            at = f" at item {item.item_id}" if item is not None else ""
+            report.stopped = STOPPED_WAREHOUSE
+            report.error = (f"lost the warehouse connection{at} ({reason}); every item is kept, and one being sent "
+                            "is read back from XPM once its lease ends")
             break
-        killpoint("export.after_claim")
-        handled += 1
-        if item.status == "in_doubt":
-            outcome = _settle(engine, client, item, clock, report)
-        else:
-            outcome = _send(engine, client, ledger, item, clock, lease_span, max_wait, report)
         if on_item is not None:
             on_item(item, outcome)
         if report.stopped != EMPTY or report.error:
@@ -182,6 +201,7 @@ def _send(engine, client: XPMClient, ledger: QuotaLedger, item: Q.Item, clock: C
     killpoint("export.before_done_commit")
     if Q.mark_done(engine, item, clock.now(), remote_id=remote_id, response=_trimmed_answer(result)):
         report.done += 1
+        report.failing = 0
         return _event(report, item, "done")
     return "taken over"
 
@@ -211,9 +231,27 @@ def _settle(engine, client: XPMClient, item: Q.Item, clock: Clock, report: Drain
         Q.mark_dead(engine, item, now, verdict.detail)
         report.dead += 1
         return _event(report, item, "dead")
-    Q.requeue(engine, item, now, f"read back: not applied ({verdict.detail}); sending again")
-    report.requeued += 1
-    return _event(report, item, "requeued")
+    # XPM did not take it. Without a pause, an XPM that answers every write with a 503 would get the same
+    # write (and its read-back) until the day's quota was gone.
+    report.failing += 1
+    cause = item.last_error or "no clear answer"
+    if item.attempts >= MAX_SENDS:
+        Q.mark_dead(engine, item, now, f"XPM did not take it in {item.attempts} sends (last: {cause})")
+        report.dead += 1
+        event = "dead"
+    else:
+        # The first resend goes at once (one 5xx is usually a blip), later ones after a growing pause.
+        wait = 0.0 if item.attempts <= 1 else min(RESEND_BACKOFF_CAP, RESEND_BACKOFF * 2 ** (item.attempts - 2))
+        Q.requeue(engine, item, now, f"read back: not applied ({verdict.detail}); last answer: {cause}; sending "
+                  f"again {'now' if not wait else f'after {wait:.0f} s'}",
+                  not_before=now + timedelta(seconds=wait) if wait else None)
+        report.requeued += 1
+        event = "requeued"
+    if report.failing >= FAILING_STREAK:
+        report.stopped = STOPPED_UNAVAILABLE
+        report.error = (f"XPM did not take {report.failing} writes in a row (last: {cause}); they stay queued and "
+                        "go again after a backoff")
+    return _event(report, item, event)
 
 
 def _event(report: DrainReport, item: Q.Item, event: str) -> str:
