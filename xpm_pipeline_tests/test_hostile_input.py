@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 
-import httpx
 import pytest
 
 from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
@@ -99,36 +98,49 @@ def sandbox():
         yield server
 
 
-def test_a_sync_fed_a_broken_answer_fails_clearly_and_keeps_what_it_had(sandbox, tmp_path):
-    """A hostile answer in the middle of a nightly: the step fails with one line in xpm_sync_runs and the
-    CLI, the tables keep the rows of the last good run, and the next run (answer fixed) completes."""
-    env = cli_env(sandbox, tmp_path)
-    tenant = sandbox.tenant_ids[0]
-    assert run("connect", "--yes", "--no-sync", env=env).returncode == 0
-    first = run("sync", "--tenant", tenant, "--mode", "initial", env=env, timeout=300)
-    assert first.returncode == 0, first.stderr
-    import sqlite3
+def test_a_sync_fed_a_broken_answer_fails_clearly_and_keeps_what_it_had(warehouse_url):
+    """A hostile answer in the middle of a nightly: the step fails with one line in xpm_sync_runs, its
+    tables keep the rows of the last good run, and the next run (answer fixed) completes."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from xpm_pipeline.clock import ManualClock
+    from xpm_pipeline.demo import PersonEdits
+    from xpm_pipeline.sync.context import INITIAL, NIGHTLY, SyncContext
+    from xpm_pipeline.sync.run import run_sync
+    from xpm_pipeline.warehouse.db import make_engine
+    from xpm_pipeline.warehouse.migrate import migrate
+    from xpm_pipeline.warehouse.schema import sync_runs, table_for
+    from xpm_pipeline_tests.support import sandbox_client
+
+    clock = ManualClock(datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc))
+    engine = make_engine(warehouse_url)
+    migrate(engine, clock=clock)
 
     def snapshot():
-        with sqlite3.connect(tmp_path / "warehouse.db") as db:
-            return {t: db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
-                    for t in ("xpm_clients", "xpm_client_contacts", "xpm_staff", "xpm_jobs")}
+        with engine.connect() as conn:
+            return {t: sorted(map(tuple, conn.execute(select(table_for(t))).all())) for t in ("client", "client_contact")}
 
-    before = snapshot()
-    fault = {"path": "client.api/list", "kind": "doctype", "entity": "external", "count": 10}
-    assert httpx.post(f"{sandbox.base_url}/_sandbox/faults", json=fault).status_code == 201
-    try:
-        broken = run("sync", "--tenant", tenant, "--mode", "nightly", "--entity", "client", env=env, timeout=300)
-    finally:
-        httpx.delete(f"{sandbox.base_url}/_sandbox/faults")
-    assert broken.returncode != 0
-    assert "DOCTYPE" in broken.stdout + broken.stderr and "Traceback" not in broken.stderr
-    assert snapshot() == before  # no half-applied table
-    with sqlite3.connect(tmp_path / "warehouse.db") as db:
-        (error,) = db.execute("SELECT error FROM xpm_sync_runs WHERE entity = 'client' AND mode = 'nightly'").fetchone()
-    assert "DOCTYPE" in error and len(error.splitlines()) == 1
-    again = run("sync", "--tenant", tenant, "--mode", "nightly", "--entity", "client", env=env, timeout=300)
-    assert again.returncode == 0, again.stderr
+    with SandboxServer(SandboxConfig(size="small", seed=4, tenants=1, clock=clock), port=0) as sandbox, \
+            sandbox_client(sandbox, sandbox.tenant_ids[0], clock) as client:
+        tenant = sandbox.tenant_ids[0]
+        assert run_sync(SyncContext(engine, client, tenant, INITIAL, clock=clock)).ok
+        PersonEdits(sandbox.base_url, tenant, engine).make_all(clock.now().date())  # a contact's phone changes
+        before = snapshot()
+        clock.advance(3600)
+        sandbox.add_fault(path="client.api/list", kind="doctype", entity="external", count=1000)
+        broken = run_sync(SyncContext(engine, client, tenant, NIGHTLY, clock=clock), ["client"])
+        sandbox.faults.clear()
+        (outcome,) = broken.outcomes
+        assert not outcome.ok and "DOCTYPE" in outcome.error and len(outcome.error.splitlines()) == 1
+        assert snapshot() == before  # no half-applied table
+        with engine.connect() as conn:
+            errors = conn.execute(select(sync_runs.c.error).where(sync_runs.c.status == "failed")).scalars().all()
+        assert errors and all("DOCTYPE" in error for error in errors)
+        assert run_sync(SyncContext(engine, client, tenant, NIGHTLY, clock=clock), ["client"]).ok
+        assert snapshot() != before  # the contact edit arrived once the answers were sane again
+    engine.dispose()
 
 
 BAD_ENV = [

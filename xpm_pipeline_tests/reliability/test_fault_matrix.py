@@ -175,7 +175,10 @@ def test_initial_sync(runtime, sandbox, tenant, clock, name):
     assert_equals_xpm(runtime, tenant, clock)
 
 
-@pytest.mark.parametrize("mode, path", [(NIGHTLY, "client.api/list"), (HOURLY, "time.api/list")])
+@pytest.mark.parametrize("mode, path", [
+    (NIGHTLY, "client.api/list"),
+    pytest.param(HOURLY, "time.api/list", marks=pytest.mark.slow),  # the nightly's client path, shorter
+])
 @pytest.mark.parametrize("name", sorted(FAULTS))
 def test_hourly_and_nightly_syncs(runtime, sandbox, tenant, clock, name, mode, path):
     fault = FAULTS[name]
