@@ -73,7 +73,6 @@ def test_migration_22_rekeys_a_warehouse_created_before_it(warehouse_url):
         assert key_order.VERSION in m.applied_versions(engine)  # a no-op on SQLite, still recorded
         engine.dispose()
         return
-    staff = ENTITY_TABLES["staff"]
     at = datetime(2026, 1, 5, tzinfo=timezone.utc)
     first = Rows(ENTITIES["staff"], {c.name: [None] for c in ENTITIES["staff"].columns})
     first.data["uuid"] = ["0b7f0000-0000-4000-8000-000000000001"]
