@@ -215,6 +215,9 @@ def _print_status(state, priority_names) -> None:
         f"  export queue: {waiting}; dead {state.queue.by_status.get('dead', 0)}, done {state.queue.by_status.get('done', 0)}",
         highlight=False,
     )
+    for held in state.held:
+        console.print(f"  REMOVAL HELD on {held.table_name} since {held.held_at:%Y-%m-%d %H:%M} UTC: {held.reason}",
+                      style="red", markup=False, highlight=False, soft_wrap=True)
     if state.tokens is not None:
         tokens = state.tokens
         warn = " [red]re-consent soon[/red]" if tokens.refresh_expires_within(now) else ""
@@ -249,6 +252,8 @@ def sync(
     mode: Annotated[str, typer.Option(help="initial | hourly | nightly.")] = "nightly",
     entity: Annotated[Optional[list[str]], typer.Option("--entity", help="Only this entity (repeatable): staff, task, client, client_group, job, timesheet.")] = None,
     resync_all: Annotated[bool, typer.Option("--resync-all", help="Re-read everything of the chosen entities (HowNow's \"re-sync all\").")] = False,
+    accept_removals: Annotated[Optional[list[str]], typer.Option("--accept-removals", metavar="TABLE", help="Let this run remove what the removal guard held for TABLE (e.g. xpm_staff; repeatable), after you checked XPM. Recorded with who and when.")] = None,
+    accepted_by: Annotated[Optional[str], typer.Option("--accepted-by", help="Who accepts the removals (default: your login name).")] = None,
 ) -> None:
     """Sync one tenant now: initial (everything), hourly (new time entries and staff) or nightly (changes)."""
     from xpm_pipeline.runtime import open_runtime
@@ -261,9 +266,11 @@ def sync(
         raise typer.BadParameter("--resync-all re-reads everything; it does not combine with --mode hourly")
     effective = RESYNC if resync_all else mode
     steps_for(effective, entity)  # refuse a bad --entity before connecting
+    accepted = _accepted_tables(accept_removals)
     runtime = open_runtime()
     try:
-        report = _sync_with_progress(runtime, tenant, effective, entity)
+        report = _sync_with_progress(runtime, tenant, effective, entity, accept_removals=accepted,
+                                     accepted_by=accepted_by or _login_name())
     finally:
         runtime.close()
     _print_sync_report(report)
@@ -274,7 +281,26 @@ def sync(
         raise typer.Exit(1)
 
 
-def _sync_with_progress(runtime, tenant: str, mode: str, entities=None):
+def _accepted_tables(names: list[str] | None) -> frozenset[str]:
+    from xpm_pipeline.sync.guard import table_name
+
+    try:
+        return frozenset(table_name(name) for name in names or ())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--accept-removals") from None
+
+
+def _login_name() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in this environment (containers)
+        return f"uid {os.getuid()}"
+
+
+def _sync_with_progress(runtime, tenant: str, mode: str, entities=None, *, accept_removals=frozenset(),
+                        accepted_by: str = ""):
     """Run a sync with a progress bar per step (and per month of time entries on an initial sync)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -298,7 +324,8 @@ def _sync_with_progress(runtime, tenant: str, mode: str, entities=None):
                 detail[what] = progress.add_task(f"  {what}", total=total)
             progress.update(detail[what], completed=done, total=total)
 
-        ctx = SyncContext(runtime.engine, client, tenant, mode, clock=runtime.clock, progress=on_progress)
+        ctx = SyncContext(runtime.engine, client, tenant, mode, clock=runtime.clock, progress=on_progress,
+                          accept_removals=accept_removals, accepted_by=accepted_by)
         report = run_sync(ctx, entities, on_step=on_step)
         progress.update(overall, completed=len(steps))
     return report

@@ -60,6 +60,9 @@ class Entity:
     nested: Nested | None = None
     range_required: bool = False  # the list call needs from/to (<= 1 year)
     deleted_flag: str | None = None  # a column XPM sets when the thing is deleted (soft delete from the flag)
+    # (column, value) marking a row finished rather than live, e.g. a job whose state is Completed: the
+    # removal guard counts a sync's "mark Completed" against the rows not yet finished.
+    completed_when: tuple[str, object] | None = None
 
     @property
     def key(self) -> tuple[str, ...]:
@@ -210,6 +213,7 @@ JOB = Entity(
     list_element="Jobs",
     list_path="job.api/current",
     get_path="job.api/get/{key}",
+    completed_when=("state", "Completed"),
     doc="Jobs. Active ones come from job.api/current; a job missing from it is marked Completed here.",
     columns=(
         _uuid_key("XPM job UUID."),
@@ -236,6 +240,7 @@ JOB_TASK = Entity(
     element="Task",
     list_element="Tasks",
     nested=Nested(parent="job", path="Tasks/Task", inherit=(("job_uuid", "uuid"), ("job_number", "job_number"))),
+    completed_when=("completed", True),
     doc="Tasks on jobs: each has its own UUID and a task_uuid naming its type in the task list.",
     columns=(
         _uuid_key("UUID of this task on this job."),

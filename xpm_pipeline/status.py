@@ -12,6 +12,7 @@ from sqlalchemy import text
 from xpm_pipeline.export.queue import QueueDepth, depth
 from xpm_pipeline.quota.ledger import QuotaUsage
 from xpm_pipeline.runtime import Runtime
+from xpm_pipeline.sync.removals import HeldRemoval, open_holds
 from xpm_pipeline.warehouse.control import SLOTS
 from xpm_pipeline.xpm.tokens import GrantStatus, TenantRecord
 
@@ -43,6 +44,7 @@ class TenantStatus:
     quota: QuotaUsage
     queue: QueueDepth
     tokens: GrantStatus | None
+    held: list[HeldRemoval]  # removals the guard stopped, waiting for a person (sync --accept-removals)
 
     @property
     def failures(self) -> list[RunStatus]:
@@ -108,4 +110,5 @@ def tenant_status(runtime: Runtime, tenant: TenantRecord) -> TenantStatus:
         quota=quota,
         queue=depth(runtime.engine, tenant.tenant_id),
         tokens=tokens,
+        held=open_holds(runtime.engine, tenant.tenant_id),
     )

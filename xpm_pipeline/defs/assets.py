@@ -30,6 +30,8 @@ from xpm_pipeline.defs.queries import row_counts, timesheet_change_counts
 from xpm_pipeline.defs.resources import XPMResource
 from xpm_pipeline.entities import ENTITIES
 from xpm_pipeline.sync.context import HOURLY, NIGHTLY, SyncContext
+from xpm_pipeline.sync.guard import table_name
+from xpm_pipeline.sync.removals import open_holds
 from xpm_pipeline.sync.run import STEPS, EntityOutcome, run_sync, steps_for
 from xpm_pipeline.warehouse.control import tenants as tenants_table
 from xpm_pipeline.warehouse.schema import column_docs, table_for, timesheet_changes
@@ -130,6 +132,19 @@ tenants_asset = dg.AssetSpec(
 )
 
 
+REMOVALS_CHECK = "removals_not_held"
+REMOVAL_SPECS = [
+    tenant_check_spec(
+        REMOVALS_CHECK,
+        asset_key(entity),
+        f"No removal of {ENTITIES[entity].table} is held: the last sync did not stop because one XPM answer would "
+        "have removed more than the bound (sync.guard). When it fails, check XPM, then accept with run config "
+        "accept_removals (or `xpm-pipeline sync --accept-removals TABLE`).",
+    )
+    for step in STEPS for entity in step.loads
+]
+
+
 class SyncConfig(dg.Config):
     mode: Literal["initial", "hourly", "nightly", "resync"] = Field(
         default=NIGHTLY,
@@ -137,6 +152,13 @@ class SyncConfig(dg.Config):
         "xpm_staff and xpm_timesheets); nightly: changes, the 15-month timesheet comparison, missing jobs "
         "-> Completed (the 'full sync'); resync: re-read everything of the selected tables ('re-sync all').",
     )
+    accept_removals: list[str] = Field(
+        default_factory=list,
+        description="Tables (e.g. xpm_staff) whose held removal this run may make, after a person checked XPM: "
+        "the removal guard stops a sync that would remove more than 20 % (and more than 10 rows) or every row "
+        "of a table. Recorded in xpm_held_removals with accepted_by.",
+    )
+    accepted_by: str = Field(default="", description="Who accepts the removals (default: this Dagster run).")
 
 
 def selected_steps(selected: set[dg.AssetKey]) -> list[str]:
@@ -147,7 +169,7 @@ def selected_steps(selected: set[dg.AssetKey]) -> list[str]:
 @dg.multi_asset(
     name=SYNC_OP,
     specs=SYNC_SPECS,
-    check_specs=[NIGHTLY_COMPARISON],
+    check_specs=[NIGHTLY_COMPARISON, *REMOVAL_SPECS],
     partitions_def=tenant_partitions,
     can_subset=True,
     description="Sync one tenant's selected XPM tables into the warehouse (sync.run.run_sync).",
@@ -161,6 +183,10 @@ def xpm_sync(context: dg.AssetExecutionContext, config: SyncConfig, xpm: XPMReso
     except ValueError as exc:  # e.g. an hourly run that selected jobs
         raise dg.Failure(description=f"{exc}; select only {', '.join(k.to_user_string() for k in HOURLY_ASSETS)}"
                          if config.mode == HOURLY else str(exc)) from None
+    try:
+        accepted = frozenset(table_name(name) for name in config.accept_removals)
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc)) from None
     with xpm.runtime() as runtime:
         try:
             client = runtime.client(tenant_id)
@@ -168,7 +194,8 @@ def xpm_sync(context: dg.AssetExecutionContext, config: SyncConfig, xpm: XPMReso
             raise dg.Failure(description=str(exc)) from None
         with client:
             ctx = SyncContext(runtime.engine, client, tenant_id, config.mode, clock=runtime.clock,
-                              orchestrator_run_id=context.run.run_id)
+                              orchestrator_run_id=context.run.run_id, accept_removals=accepted,
+                              accepted_by=config.accepted_by or f"dagster run {context.run.run_id}")
             report = run_sync(ctx, entities, on_step=lambda name: context.log.info(
                 f"{config.mode} sync of {name} for tenant {tenant_id}"))
         for outcome in report.outcomes:
@@ -183,6 +210,8 @@ def xpm_sync(context: dg.AssetExecutionContext, config: SyncConfig, xpm: XPMReso
                 else:
                     metadata = _table_result_metadata(runtime.engine, tenant_id, key, config.mode, outcome)
                     yield dg.MaterializeResult(asset_key=key, metadata=metadata)
+        if config.mode != HOURLY:  # the hourly sync only adds rows: nothing to hold
+            yield from _removal_checks(context, runtime.engine, tenant_id)
     failed = [outcome for outcome in report.outcomes if not outcome.ok]
     if failed:
         raise dg.Failure(
@@ -190,6 +219,22 @@ def xpm_sync(context: dg.AssetExecutionContext, config: SyncConfig, xpm: XPMReso
             + "; ".join(f"{o.entity}: {o.error}" for o in failed),
             metadata={"failed_steps": [o.entity for o in failed], "tenant_id": tenant_id,
                       "api_calls": report.api_calls},
+        )
+
+
+def _removal_checks(context, engine, tenant_id: str) -> Iterator[dg.AssetCheckResult]:
+    """One result per selected table: failing while the guard holds a removal of it."""
+    holds = {held.table_name: held for held in open_holds(engine, tenant_id)}
+    for check_key in sorted(context.selected_asset_check_keys, key=str):
+        if check_key.name != REMOVALS_CHECK:
+            continue
+        table = ENTITIES[ENTITY_OF_KEY[check_key.asset_key]].table
+        held = holds.get(table)
+        yield dg.AssetCheckResult(
+            asset_key=check_key.asset_key, check_name=REMOVALS_CHECK, passed=held is None,
+            metadata={"tenant_id": tenant_id, **({"removing": held.removing, "live_rows": held.live_rows,
+                                                   "held_at": held.held_at.isoformat()} if held else {})},
+            description=held.reason if held else f"no removal of {table} is held",
         )
 
 

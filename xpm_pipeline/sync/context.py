@@ -9,6 +9,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.engine import Engine
 
 from xpm_pipeline.clock import SYSTEM_CLOCK, Clock
+from xpm_pipeline.sync.guard import RemovalGuard, RemovalLimits
 from xpm_pipeline.xpm.client import XPMClient
 
 INITIAL, HOURLY, NIGHTLY, RESYNC = "initial", "hourly", "nightly", "resync"
@@ -33,6 +34,7 @@ class SyncOptions:
     confirm_missing_jobs: int = 25  # job.api/get calls per night to confirm jobs gone from current
     confirm_missing_time: int = 50  # time.api/get calls per night to tell deleted entries from re-dated ones
     time_filter: str = "date"  # how time.api/list filters: "date" (by <Date>) or "created"
+    removal_limits: RemovalLimits = field(default_factory=RemovalLimits)  # what one run may remove (sync.guard)
 
     def __post_init__(self) -> None:
         if self.time_filter not in ("date", "created"):
@@ -49,10 +51,15 @@ class SyncContext:
     options: SyncOptions = field(default_factory=SyncOptions)
     orchestrator_run_id: str | None = None
     progress: Callable[[str, int, int], None] | None = None  # (what, done, total): CLI progress bars
+    accept_removals: frozenset[str] = frozenset()  # tables whose held removal a person accepted for this run
+    accepted_by: str = ""  # who accepted them (recorded with the removal)
+    guard: RemovalGuard = field(init=False)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        self.guard = RemovalGuard(self.tenant_id, self.mode, self.clock, self.options.removal_limits,
+                                  frozenset(self.accept_removals), self.accepted_by)
 
     @property
     def now(self) -> datetime:

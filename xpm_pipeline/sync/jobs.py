@@ -17,6 +17,7 @@ from sqlalchemy import and_, select, update
 
 from xpm_pipeline.export.protect import protect_pending
 from xpm_pipeline.sync.context import SyncContext
+from xpm_pipeline.sync.guard import COMPLETED as COMPLETED_KIND
 from xpm_pipeline.sync.runs import SyncRun, TableResults, per_table
 from xpm_pipeline.warehouse.db import write_transaction
 from xpm_pipeline.warehouse.load import LoadResult, Scope, load_entity, mark_deleted
@@ -69,7 +70,8 @@ def sync_jobs(ctx: SyncContext, run: SyncRun) -> TableResults:
         result = per_table()
         result["job"] = load_entity(conn, "job", ctx.tenant_id, seen["job"], synced_at=ctx.now)
         result["job_task"] = load_entity(conn, "job_task", ctx.tenant_id, seen["job_task"], synced_at=ctx.now,
-                              delete_missing=Scope("job_uuid", within=sorted(loaded_uuids)))
+                                         delete_missing=Scope("job_uuid", within=sorted(loaded_uuids)),
+                                         on_removal=ctx.guard)
         _clear_reason(conn, ctx, current_uuids)
         for confirmed_answer in confirmed:
             job = confirmed_answer["job"].records()[0]
@@ -80,12 +82,14 @@ def sync_jobs(ctx: SyncContext, run: SyncRun) -> TableResults:
         result["job_task"] += completed_tasks
         if deleted:
             _set_reason(conn, ctx, deleted, REASON_DELETED)
-            result["job"] += LoadResult(deleted=mark_deleted(conn, "job", ctx.tenant_id, deleted, at=ctx.now))
+            result["job"] += LoadResult(deleted=mark_deleted(conn, "job", ctx.tenant_id, deleted, at=ctx.now,
+                                                             on_removal=ctx.guard))
             job_tasks = table_for("job_task")
             task_keys = conn.execute(
                 select(job_tasks.c.uuid).where(job_tasks.c.tenant_id == ctx.tenant_id, job_tasks.c.job_uuid.in_(deleted))
             ).scalars().all()
-            result["job_task"] += LoadResult(deleted=mark_deleted(conn, "job_task", ctx.tenant_id, task_keys, at=ctx.now))
+            result["job_task"] += LoadResult(deleted=mark_deleted(conn, "job_task", ctx.tenant_id, task_keys, at=ctx.now,
+                                                                  on_removal=ctx.guard))
     run.add(result, api_calls=ctx.calls() - calls)
     return result
 
@@ -142,9 +146,11 @@ def _mark_completed(conn, ctx: SyncContext, uuids: list[str], reason: str) -> tu
         .where(jobs.c.tenant_id == ctx.tenant_id, jobs.c.uuid.in_(uuids), jobs.c.state.is_distinct_from(COMPLETED))
         .values(state=COMPLETED, _completed_reason=reason, _synced_at=ctx.now)
     ).rowcount
+    ctx.guard(conn, "job", marked, kind=COMPLETED_KIND)
     tasks_marked = conn.execute(
         update(tasks)
         .where(and_(tasks.c.tenant_id == ctx.tenant_id, tasks.c.job_uuid.in_(uuids), tasks.c.completed.is_not(True)))
         .values(completed=True, _synced_at=ctx.now)
     ).rowcount
+    ctx.guard(conn, "job_task", tasks_marked, kind=COMPLETED_KIND)
     return LoadResult(updated=marked), LoadResult(updated=tasks_marked)

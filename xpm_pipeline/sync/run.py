@@ -9,7 +9,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from xpm_pipeline.sync.context import HOURLY, INITIAL, NIGHTLY, RESYNC, SyncContext
+from xpm_pipeline.entities import ENTITIES
+from xpm_pipeline.sync.guard import RemovalHeld
 from xpm_pipeline.sync.jobs import sync_jobs
+from xpm_pipeline.sync.removals import clear_held, record_held
 from xpm_pipeline.sync.runs import SyncBusy, SyncRun, TableResults, start_run
 from xpm_pipeline.sync.steps import sync_client_groups, sync_clients, sync_staff, sync_task_list
 from xpm_pipeline.sync.timesheets import sync_timesheets
@@ -128,6 +131,7 @@ def run_sync(ctx: SyncContext, entities: Iterable[str] | None = None, *, on_step
             outcome.error = str(exc)
             continue
         outcome.run_id, outcome.run_ids = run.run_id, dict(run.run_ids)
+        ctx.guard.sync_run_id = run.run_id
         try:
             step.run(ctx, run)
         except Exception as exc:  # recorded on the run; the caller sees it in the report
@@ -135,15 +139,21 @@ def run_sync(ctx: SyncContext, entities: Iterable[str] | None = None, *, on_step
             outcome.error = _one_line(exc)
             outcome.api_calls = ctx.calls() - calls
             run.fail(exc)
+            if isinstance(exc, RemovalHeld):
+                record_held(ctx.engine, exc.held)
             if isinstance(exc, XPMAuthError):
                 break
             continue
         outcome.tables = dict(run.tables)
         outcome.api_calls = ctx.calls() - calls
         run.finish()
+        if ctx.mode != HOURLY:  # a run that could have removed rows and stayed within the bounds
+            clear_held(ctx.engine, ctx.tenant_id, [ENTITIES[name].table for name in step.loads], at=ctx.now)
     return report
 
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
+    if isinstance(exc, RemovalHeld):
+        return text
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -57,12 +57,13 @@ def load_flagged(conn, ctx: SyncContext, rows: Rows, *, delete_missing: Scope | 
     """
     entity = rows.entity
     live, flagged = split_rows(rows, entity.deleted_flag)
-    result = insert_new_only(conn, entity, ctx.tenant_id, flagged, synced_at=ctx.now)
-    result += load_entity(conn, entity, ctx.tenant_id, live, synced_at=ctx.now, delete_missing=delete_missing)
+    first_seen_flagged = insert_new_only(conn, entity, ctx.tenant_id, flagged, synced_at=ctx.now)
+    loaded = load_entity(conn, entity, ctx.tenant_id, live, synced_at=ctx.now, delete_missing=delete_missing)
     keys = flagged.column(entity.key[0])
-    if keys:
-        result += LoadResult(deleted=mark_deleted(conn, entity, ctx.tenant_id, keys, at=ctx.now))
-    return result
+    marked = mark_deleted(conn, entity, ctx.tenant_id, keys, at=ctx.now) if keys else 0
+    # One report for the table, of rows that were live before: a flagged row first seen now never was.
+    ctx.guard(conn, entity, loaded.deleted + marked - first_seen_flagged.inserted, added=loaded.inserted + loaded.revived)
+    return first_seen_flagged + loaded + LoadResult(deleted=marked)
 
 
 def split_rows(rows: Rows, flag: str | None) -> tuple[Rows, Rows]:
@@ -101,10 +102,10 @@ def sync_client_groups(ctx: SyncContext, run: SyncRun) -> TableResults:
     with write_transaction(ctx.engine) as conn:
         result = per_table()
         result["client_group"] = load_entity(conn, "client_group", ctx.tenant_id, groups, synced_at=ctx.now,
-                                             delete_missing=Scope.all())
+                                             delete_missing=Scope.all(), on_removal=ctx.guard)
         member_rows = members if members is not None else {"group_uuid": [], "client_uuid": []}
-        result["client_group_member"] = load_entity(conn, "client_group_member", ctx.tenant_id, member_rows, synced_at=ctx.now,
-                              delete_missing=Scope.all())
+        result["client_group_member"] = load_entity(conn, "client_group_member", ctx.tenant_id, member_rows,
+                                                    synced_at=ctx.now, delete_missing=Scope.all(), on_removal=ctx.guard)
     return _finish(ctx, run, result, calls)
 
 
@@ -115,14 +116,16 @@ def sync_staff(ctx: SyncContext, run: SyncRun) -> LoadResult:
     if ctx.mode == HOURLY:
         result = insert_new_only(ctx.engine, "staff", ctx.tenant_id, staff, synced_at=ctx.now)
     else:
-        result = load_entity(ctx.engine, "staff", ctx.tenant_id, staff, synced_at=ctx.now, delete_missing=Scope.all())
+        result = load_entity(ctx.engine, "staff", ctx.tenant_id, staff, synced_at=ctx.now, delete_missing=Scope.all(),
+                             on_removal=ctx.guard)
     return _finish(ctx, run, result, calls)
 
 
 def sync_task_list(ctx: SyncContext, run: SyncRun) -> LoadResult:
     calls = ctx.calls()
     tasks = ctx.client.task_list()["task"]
-    result = load_entity(ctx.engine, "task", ctx.tenant_id, tasks, synced_at=ctx.now, delete_missing=Scope.all())
+    result = load_entity(ctx.engine, "task", ctx.tenant_id, tasks, synced_at=ctx.now, delete_missing=Scope.all(),
+                         on_removal=ctx.guard)
     return _finish(ctx, run, result, calls)
 
 

@@ -14,6 +14,7 @@ dated in it, so absence proves nothing and windowed reads soft-delete nothing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pandas as pd
@@ -24,6 +25,7 @@ from xpm_pipeline.killpoints import killpoint
 from xpm_pipeline.quota import background_reads
 from xpm_pipeline.sync.compare import compare_entity
 from xpm_pipeline.sync.context import HOURLY, SyncContext
+from xpm_pipeline.sync.removals import settle_waiting, waiting_keys
 from xpm_pipeline.sync.runs import SyncRun
 from xpm_pipeline.warehouse.db import write_transaction
 from xpm_pipeline.warehouse.load import LoadResult, Scope, insert_new_only, load_entity, mark_deleted
@@ -65,7 +67,7 @@ def _by_month(ctx: SyncContext, run: SyncRun) -> LoadResult:
         rows = ctx.client.time_entries(window)
         killpoint("sync.after_window_fetch")
         result = load_entity(ctx.engine, "timesheet", ctx.tenant_id, rows, synced_at=ctx.now,
-                             delete_missing=_window_scope(ctx, window))
+                             delete_missing=_window_scope(ctx, window), on_removal=ctx.guard)
         killpoint("sync.after_window_load")  # loaded, not yet checkpointed: the month is read again
         run.checkpoint(scope, result=result, api_calls=ctx.calls() - calls)
         total += result
@@ -100,12 +102,18 @@ def _nightly(ctx: SyncContext, run: SyncRun) -> LoadResult:
     new = fetched.to_frame()
     old = _warehouse_frame(ctx, span)
     comparison = compare_entity(TIMESHEET, old, new)
-    moved, deleted_keys = _confirm_deletions(ctx, comparison.deleted["uuid"].tolist())
-    to_write = pd.concat([comparison.added, comparison.changed, *moved], ignore_index=True)
+    with ctx.engine.connect() as conn:
+        waiting = waiting_keys(conn, ctx.tenant_id, TIMESHEET.name)
+    confirmation = _confirm_deletions(ctx, comparison.deleted["uuid"].tolist(), waiting, set(new["uuid"]))
+    to_write = pd.concat([comparison.added, comparison.changed, *confirmation.moved], ignore_index=True)
+    deleted_keys = confirmation.deleted
     with write_transaction(ctx.engine) as conn:
         result = load_entity(conn, "timesheet", ctx.tenant_id, to_write, synced_at=ctx.now) if len(to_write) else LoadResult()
         if deleted_keys:
-            result += LoadResult(deleted=mark_deleted(conn, "timesheet", ctx.tenant_id, deleted_keys, at=ctx.now))
+            result += LoadResult(deleted=mark_deleted(conn, "timesheet", ctx.tenant_id, deleted_keys, at=ctx.now,
+                                                      on_removal=ctx.guard))
+        settle_waiting(conn, ctx.tenant_id, TIMESHEET.name, resolved=confirmation.resolved,
+                       waiting=confirmation.waiting, at=ctx.now)
         _log_changes(conn, ctx, run, comparison, deleted_keys)
         killpoint("sync.nightly_before_commit")  # all applied but not committed: nothing of it survives
     ctx.report("time entries: comparing every field", len(windows) + 1, len(windows) + 1)
@@ -113,21 +121,35 @@ def _nightly(ctx: SyncContext, run: SyncRun) -> LoadResult:
     return result
 
 
-def _confirm_deletions(ctx: SyncContext, missing: list[str]) -> tuple[list[pd.DataFrame], list[str]]:
-    """An entry missing from the window was deleted, or re-dated out of the window. While there are few,
-    ``time.api/get`` tells which (a moved entry is updated, not deleted); beyond the budget, absence
-    from the fully re-read window counts as deletion."""
+@dataclass
+class Confirmation:
+    """What the nightly learnt of entries missing from XPM's list."""
+
+    moved: list[pd.DataFrame] = field(default_factory=list)  # re-dated (or still there): updated, not deleted
+    deleted: list[str] = field(default_factory=list)  # time.api/get said not found
+    resolved: list[str] = field(default_factory=list)  # no longer waiting: confirmed, or back in the list
+    waiting: list[str] = field(default_factory=list)  # past tonight's budget: stay live, confirmed later
+
+
+def _confirm_deletions(ctx: SyncContext, missing: list[str], waiting: list[str], listed: set[str]) -> Confirmation:
+    """An entry missing from the window was deleted, or re-dated out of it, or XPM's list was wrong.
+    Only ``time.api/get`` tells which, so no entry is deleted without it: within tonight's budget the
+    longest-waiting entries are read first; the rest stay live and wait for a later night (their date may
+    leave the window meanwhile: they are remembered in ``xpm_unconfirmed_removals``, not re-found)."""
+    outcome = Confirmation()
     if ctx.options.time_filter != "date":
-        return [], []
-    if len(missing) > ctx.options.confirm_missing_time:
-        return [], missing
-    moved, deleted = [], []
-    for uuid in missing:
+        return outcome
+    outcome.resolved = [key for key in waiting if key in listed]  # back in XPM's list
+    candidates = list(dict.fromkeys([key for key in waiting if key not in listed] + missing))
+    budget = max(ctx.options.confirm_missing_time, 0)
+    for uuid in candidates[:budget]:
         try:
-            moved.append(ctx.client.get("timesheet", uuid)["timesheet"].to_frame())
+            outcome.moved.append(ctx.client.get("timesheet", uuid)["timesheet"].to_frame())
         except XPMNotFound:
-            deleted.append(uuid)
-    return moved, deleted
+            outcome.deleted.append(uuid)
+        outcome.resolved.append(uuid)
+    outcome.waiting = candidates[budget:]
+    return outcome
 
 
 def _warehouse_frame(ctx: SyncContext, span: DateWindow) -> pd.DataFrame:

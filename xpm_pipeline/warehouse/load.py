@@ -26,7 +26,7 @@ joins the caller's transaction, or begins one on it), so a sync can load several
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
@@ -42,7 +42,11 @@ from xpm_pipeline.warehouse.load_writers import Writer, writer_for
 from xpm_pipeline.warehouse.schema import table_for
 from xpm_pipeline.warehouse.scope import Scope
 
-__all__ = ["LoadResult", "Scope", "insert_new_only", "load_entity", "mark_deleted"]
+__all__ = ["LoadResult", "OnRemoval", "Scope", "insert_new_only", "load_entity", "mark_deleted"]
+
+OnRemoval = Callable[..., None]
+"""``on_removal(conn, entity, removing, added=n)``: called inside a load's transaction after it soft-deleted
+rows, before the commit (``sync.guard.RemovalGuard``); raising rolls the whole load back."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,10 @@ def load_entity(
     *,
     synced_at: datetime,
     delete_missing: Scope | None = None,
+    on_removal: OnRemoval | None = None,
 ) -> LoadResult:
-    """Upsert ``rows`` for one tenant; with ``delete_missing``, soft-delete the scope's rows they lack."""
+    """Upsert ``rows`` for one tenant; with ``delete_missing``, soft-delete the scope's rows they lack
+    (each removal reported to ``on_removal`` before the commit)."""
     entity = _entity(entity)
     synced_at = _utc(synced_at, "synced_at")
     batch = prepare(entity, rows)
@@ -87,6 +93,8 @@ def load_entity(
             result = LoadResult(inserted=len(batch))
         else:
             result = _merge(writer, batch, synced_at, delete_missing)
+        if on_removal is not None and result.deleted:
+            on_removal(writer.conn, entity, result.deleted, added=result.inserted + result.revived)
         writer.finish(result.inserted)
     return result
 
@@ -118,7 +126,8 @@ def insert_new_only(
 
 
 def mark_deleted(
-    bind: Engine | Connection, entity: Entity | str, tenant_id: str, keys: Iterable[Any], *, at: datetime
+    bind: Engine | Connection, entity: Entity | str, tenant_id: str, keys: Iterable[Any], *, at: datetime,
+    on_removal: OnRemoval | None = None,
 ) -> int:
     """Soft-delete the tenant's rows with these keys (scalars, or tuples for a composite key).
 
@@ -134,6 +143,8 @@ def mark_deleted(
         stage = writer.stage(entity.key, key_columns, entity.key)
         marked = writer.rowcount(merge_sql.soft_delete_keys(writer.target, stage, entity, tenant_id, at))
         writer.drop(stage)
+        if on_removal is not None and marked:
+            on_removal(writer.conn, entity, marked)
     return marked
 
 

@@ -27,6 +27,7 @@ from xpm_pipeline.entities import ENTITIES, WRITES, Entity, WriteOp
 from xpm_pipeline.secrets import Secret, redact
 from xpm_pipeline.xpm.errors import (
     XPMAuthError,
+    XPMIncompleteAnswer,
     XPMError,
     XPMNotFound,
     XPMParseError,
@@ -376,11 +377,19 @@ class XPMClient:
     def read(self, entity: str, path: str | None = None, **params: Any) -> Parsed:
         spec = ENTITIES[entity]
         clean = {k: v for k, v in params.items() if v is not None}
-        return self.call("GET", path or spec.list_path, params=clean, entity=spec)
+        path = path or spec.list_path
+        parsed = self.call("GET", path, params=clean, entity=spec)
+        if spec.list_element not in parsed.elements:  # an empty list is <Jobs/>; no <Jobs> at all is no answer
+            raise XPMIncompleteAnswer(f"XPM {path} answered without <{spec.list_element}>")
+        return parsed
 
     def get(self, entity: str, key: str) -> Parsed:
         spec = ENTITIES[entity]
-        return self.call("GET", spec.get_path.format(key=key), entity=spec)
+        path = spec.get_path.format(key=key)
+        parsed = self.call("GET", path, entity=spec)
+        if not len(parsed[entity]):
+            raise XPMIncompleteAnswer(f"XPM {path} answered without <{spec.element}>")
+        return parsed
 
     def clients(self, *, modified_since: datetime | None = None, detailed: bool = True) -> Parsed:
         """All clients (archived and deleted included), or those XPM marked modified since (UTC)."""

@@ -61,3 +61,8 @@ class XPMAuthError(XPMError):
 
 class XPMParseError(XPMError):
     """The response is not the XML XPM sends: malformed, truncated, oversized, or hostile."""
+
+
+class XPMIncompleteAnswer(XPMParseError):
+    """A well-formed OK answer without the element the call returns (``<Jobs>``, ``<Job>``): never read
+    as an empty list, which would look like every row was deleted."""

@@ -156,6 +156,7 @@ class Parsed:
 
     rows: dict[str, Rows]
     extras: dict[str, str] = field(default_factory=dict)  # top-level scalars, e.g. WebUrl, Pagination
+    elements: frozenset[str] = frozenset()  # the tags directly inside <Response>: was the list there at all?
 
     def __getitem__(self, entity: str) -> Rows:
         return self.rows[entity]
@@ -265,6 +266,7 @@ class _Collector:
         self.entity = entity
         self.plan = _plan(entity) if entity is not None else None
         self.raw: dict[str, list] = {}
+        self.top_level: set[str] = set()  # tags seen directly inside <Response>
         if entity is not None:
             self.raw[entity.name] = []
             for child in children_of(entity.name):
@@ -459,7 +461,7 @@ def _parse(stream: "_ByteStream", entity: Entity | None, collector: "_Collector"
         raise XPMParseError("XPM response has no <Status>")
     if status.strip().upper() != "OK":
         raise ResponseStatusError((error or "").strip() or f"XPM returned status {status!r} without a description")
-    return Parsed(rows=collector.finish(), extras=extras)
+    return Parsed(rows=collector.finish(), extras=extras, elements=frozenset(collector.top_level))
 
 
 def _parse_streaming(stream: _ByteStream, entity: Entity | None, collector: _Collector) -> dict[str, str]:
@@ -488,6 +490,7 @@ def _parse_streaming(stream: _ByteStream, entity: Entity | None, collector: _Col
             _free(element)  # a list's child that is not an entity: nothing to keep, so nothing piles up
         elif depth == 2:
             tag = element.tag
+            collector.top_level.add(tag)
             if tag == "Pagination":
                 for link in element.iter("First", "Next", "Previous", "Last"):
                     extras[f"Pagination/{link.tag}"] = (link.text or "").strip()

@@ -245,3 +245,33 @@ def test_subset_materializes_only_the_selected_tables(defs, instance, partitione
     )
     assert set(materializations(result)) == {table_key("task")}
     assert set(sync_rows(runtime.engine, result.run_id)) == {"task"}
+
+
+def test_a_held_removal_fails_its_check_until_accepted_in_run_config(defs, instance, partitioned, runtime, sandbox,
+                                                                     clock):
+    import dagster as dg
+
+    tenant = partitioned[0]
+    staff = [table_key("staff")]
+
+    def sync_staff(mode, **config):
+        run_config = {"ops": {"xpm_sync": {"config": {"mode": mode, **config}}}}
+        return dg.materialize([xpm_sync], instance=instance, partition_key=tenant, selection=staff,
+                              resources={"xpm": defs.resources["xpm"]}, run_config=run_config, raise_on_error=False)
+
+    assert sync_staff("initial").success
+    sandbox.state.tenant(tenant).staff.clear()  # XPM's staff list comes back empty
+    clock.advance(3600)
+
+    held = sync_staff("nightly")
+    assert not held.success and not materializations(held)
+    (check,) = [c for c in held.get_asset_check_evaluations() if c.check_name == "removals_not_held"]
+    assert not check.passed and check.asset_key == table_key("staff")
+    assert "would remove" in check.description and "xpm_staff" in check.description
+    assert live_rows(runtime.engine, "staff", tenant) > 0
+
+    accepted = sync_staff("nightly", accept_removals=["xpm_staff"], accepted_by="carol")
+    assert accepted.success
+    (check,) = [c for c in accepted.get_asset_check_evaluations() if c.check_name == "removals_not_held"]
+    assert check.passed
+    assert live_rows(runtime.engine, "staff", tenant) == 0
