@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from xpm_pipeline.cli_text import safe, safe_lines
 from xpm_pipeline.config import ConfigError
 from xpm_pipeline.secrets import RedactingFilter, TokenCipher, TokenKeyError
 from xpm_pipeline.xpm.errors import XPMError
@@ -27,8 +28,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: outside text such as ":smile:" is shown as written (markup and control characters: cli_text.safe)
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 
 def _mount_sandbox() -> None:
@@ -82,7 +84,7 @@ def connect(
             choose_tenants=list(tenant) if tenant else None,
             open_browser=open_browser,
             timeout_seconds=timeout,
-            announce=lambda line: err_console.print(line, highlight=False, soft_wrap=True),
+            announce=lambda line: err_console.print(safe_lines(line), highlight=False, soft_wrap=True),
         )
         table = Table(title="Connected XPM organisations")
         table.add_column("tenant id")
@@ -90,14 +92,14 @@ def connect(
         table.add_column("hourly slot")
         slots = {r.tenant_id: r.slot for r in runtime.tokens.tenants(active_only=True)}
         for item in connections:
-            table.add_row(item.tenant_id, item.tenant_name, f":{slots.get(item.tenant_id, 0) * 15:02d}")
+            table.add_row(safe(item.tenant_id), safe(item.tenant_name), f":{slots.get(item.tenant_id, 0) * 15:02d}")
         console.print(table)
         if initial_sync:
             already = synced_tenants(runtime.engine)
             failed = False
             for item in connections:
                 if item.tenant_id in already:
-                    console.print(f"{item.tenant_name}: synced before; the hourly and nightly syncs keep it current")
+                    console.print(f"{safe(item.tenant_name)}: synced before; the hourly and nightly syncs keep it current")
                     continue
                 report = _sync_with_progress(runtime, item.tenant_id, INITIAL)
                 _print_sync_report(report)
@@ -121,7 +123,7 @@ def disconnect(
             raise typer.BadParameter(f"tenant {tenant} is not connected", param_hint="--tenant")
     finally:
         runtime.close()
-    console.print(f"disconnected {tenant}")
+    console.print(f"disconnected {safe(tenant)}")
 
 
 @app.command()
@@ -140,10 +142,10 @@ def tenants(
         for record in records:
             status = runtime.tokens.grant_status(record.tenant_id)
             table.add_row(
-                record.tenant_id,
-                record.tenant_name or "",
+                safe(record.tenant_id),
+                safe(record.tenant_name or ""),
                 f":{record.slot * 15:02d}",
-                record.status if record.status != "active" else status.status,
+                safe(record.status if record.status != "active" else status.status),
                 str(status.access_expires_at or ""),
                 str(status.refresh_expires_at or ""),
             )
@@ -196,7 +198,7 @@ def _age(now, moment) -> str:
 def _print_status(state, priority_names) -> None:
     now, quota, record = state.at, state.quota, state.tenant
     console.print(
-        f"[bold]{record.tenant_name}[/bold] ({record.tenant_id}) — {record.status}, hourly slot :{record.slot * 15:02d}",
+        f"[bold]{safe(record.tenant_name)}[/bold] ({safe(record.tenant_id)}) — {safe(record.status)}, hourly slot :{record.slot * 15:02d}",
         highlight=False,
     )
     console.print(
@@ -207,7 +209,7 @@ def _print_status(state, priority_names) -> None:
         f"  API calls today: {quota.day_reads} reads, {quota.day_writes} writes of {quota.limits.daily_limit} "
         f"({quota.day_remaining} left; exports may use {quota.write_remaining} more, {quota.limits.daily_reserve} kept "
         f"for syncs); this minute {quota.minute_calls}/{quota.limits.minute_limit}"
-        + (f"; blocked until {quota.blocked_until:%H:%M:%S} ({quota.blocked_problem})" if quota.blocked_until else ""),
+        + (f"; blocked until {quota.blocked_until:%H:%M:%S} ({safe(quota.blocked_problem)})" if quota.blocked_until else ""),
         highlight=False,
     )
     waiting = ", ".join(f"{priority_names[p]} {n}" for p, n in sorted(state.queue.open_by_priority.items())) or "empty"
@@ -225,20 +227,20 @@ def _print_status(state, priority_names) -> None:
         access_text = ("unknown" if access is None
                        else f"expired {_age(now, access)}" if access < now else f"valid until {access:%H:%M} UTC")
         console.print(
-            f"  tokens: {tokens.status}; access token {access_text}; refresh token lapses if unused "
+            f"  tokens: {safe(tokens.status)}; access token {access_text}; refresh token lapses if unused "
             f"by {tokens.refresh_expires_at:%Y-%m-%d}{warn}"
-            + (f"; last error: {tokens.last_error}" if tokens.last_error else ""),
+            + (f"; last error: {safe(tokens.last_error)}" if tokens.last_error else ""),
             highlight=False,
         )
-    table = Table(title=f"last runs of {record.tenant_id}")
+    table = Table(title=f"last runs of {safe(record.tenant_id)}")
     for column in ("entity", "mode", "outcome", "started", "took", "+/~/-", "API calls", "last success", "error"):
         table.add_column(column, overflow="fold")
     for run in state.runs:
         took = f"{(run.ended_at - run.started_at).total_seconds():.1f}s" if run.ended_at else "running"
         table.add_row(
-            run.entity, run.mode, run.status, _age(now, run.started_at), took,
+            safe(run.entity), safe(run.mode), safe(run.status), _age(now, run.started_at), took,
             f"{run.rows_inserted}/{run.rows_updated}/{run.rows_deleted}", str(run.api_calls),
-            _age(now, run.last_success_at), (run.error or "")[:100],
+            _age(now, run.last_success_at), safe((run.error or "")[:100]),
         )
     if state.runs:
         console.print(table)
@@ -277,7 +279,7 @@ def sync(
     if not report.ok:
         for outcome in report.outcomes:
             if outcome.error:
-                err_console.print(f"error: {outcome.entity}: {outcome.error}", highlight=False, soft_wrap=True)
+                err_console.print(f"error: {safe(outcome.entity)}: {safe(outcome.error)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -312,16 +314,16 @@ def _sync_with_progress(runtime, tenant: str, mode: str, entities=None, *, accep
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=True,
     ) as progress:
-        overall = progress.add_task(f"{mode} sync of {tenant}", total=len(steps))
+        overall = progress.add_task(f"{mode} sync of {safe(tenant)}", total=len(steps))
         detail: dict[str, int] = {}
 
         def on_step(name: str) -> None:
             done = [s.entity for s in steps].index(name)
-            progress.update(overall, completed=done, description=f"{mode} sync of {tenant}: {name}")
+            progress.update(overall, completed=done, description=f"{mode} sync of {safe(tenant)}: {safe(name)}")
 
         def on_progress(what: str, done: int, total: int) -> None:
             if what not in detail:
-                detail[what] = progress.add_task(f"  {what}", total=total)
+                detail[what] = progress.add_task(f"  {safe(what)}", total=total)
             progress.update(detail[what], completed=done, total=total)
 
         ctx = SyncContext(runtime.engine, client, tenant, mode, clock=runtime.clock, progress=on_progress,
@@ -332,13 +334,13 @@ def _sync_with_progress(runtime, tenant: str, mode: str, entities=None, *, accep
 
 
 def _print_sync_report(report) -> None:
-    table = Table(title=f"{report.mode} sync of {report.tenant_id}")
+    table = Table(title=f"{report.mode} sync of {safe(report.tenant_id)}")
     for column in ("entity", "inserted", "updated", "deleted", "unchanged", "API calls", "outcome"):
         table.add_column(column, justify="left" if column in ("entity", "outcome") else "right")
     for outcome in report.outcomes:
         result = outcome.result
         table.add_row(
-            outcome.entity, str(result.inserted), str(result.updated + result.revived), str(result.deleted),
+            safe(outcome.entity), str(result.inserted), str(result.updated + result.revived), str(result.deleted),
             str(result.unchanged), str(outcome.api_calls), "ok" if outcome.ok else "failed",
         )
     console.print(table)
@@ -379,7 +381,7 @@ def ui(
     if not 0 < port < 65536:
         raise typer.BadParameter("choose a port 1-65535", param_hint="--port")
     options = UIOptions(home=home, host=host, port=port, size=size, seed=seed, tenants=tenants, minute_limit=minute_limit)
-    code = run_ui(options, announce=lambda line: console.print(line, highlight=False, soft_wrap=True))
+    code = run_ui(options, announce=lambda line: console.print(safe_lines(line), highlight=False, soft_wrap=True))
     if code:
         raise typer.Exit(code)
 
@@ -422,7 +424,7 @@ def main() -> None:
     except click_errors as exc:  # usage errors: the message, and where the command's help is
         context = getattr(exc, "ctx", None)
         hint = f" (see `{context.command_path} --help`)" if context is not None else ""
-        err_console.print(f"error: {exc.format_message()}{hint}", highlight=False, soft_wrap=True)
+        err_console.print(f"error: {safe(exc.format_message())}{safe(hint)}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except aborts:
         err_console.print("aborted")
@@ -440,7 +442,7 @@ def _fail(exc: BaseException, unexpected: bool = False) -> None:
 
     message = redact(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
     prefix = f"unexpected {exc.__class__.__name__}: " if unexpected else ""
-    err_console.print(f"error: {prefix}{message}", highlight=False, soft_wrap=True)
+    err_console.print(f"error: {prefix}{safe(message)}", highlight=False, soft_wrap=True)
     sys.exit(2)
 
 

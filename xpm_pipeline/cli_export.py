@@ -11,8 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+from xpm_pipeline.cli_text import safe
+
+# Outside text (keys, XPM's answers, tenant ids) goes through cli_text.safe; emoji=False shows ":x:" as written.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 export_app = typer.Typer(
     help="Write changes back to XPM: queue them from a change file, send them within the quota, plan a drain.",
@@ -88,7 +91,7 @@ def export_drain(
     try:
         total = depth(runtime.engine, tenant).open
         with runtime.client(tenant) as client, _progress() as progress:
-            task = progress.add_task(f"sending to XPM ({tenant})", total=total or None)
+            task = progress.add_task(f"sending to XPM ({safe(tenant)})", total=total or None)
             report = drain(
                 runtime.engine, client, runtime.ledger, max_items=max_items, max_wait=max_wait, lease=lease,
                 on_item=lambda item, outcome: progress.advance(task),
@@ -97,12 +100,12 @@ def export_drain(
         runtime.close()
     line = (f"sent {report.sent}: {report.done} done, {report.dead} dead, {report.in_doubt} unclear "
             f"({report.reconciled} settled by reading XPM back), {report.requeued} back in the queue; "
-            f"stopped: {report.stopped}")
+            f"stopped: {safe(report.stopped)}")
     if report.resume_at is not None:
         line += f"; quota returns {_when(report.resume_at)}"
     console.print(line, highlight=False)
     if report.error:
-        err_console.print(f"error: {report.error}", highlight=False, soft_wrap=True)
+        err_console.print(f"error: {safe(report.error)}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -127,11 +130,11 @@ def export_dry_run(
     finally:
         runtime.close()
     usage = result.usage
-    console.print(result.summary(), highlight=False)
+    console.print(safe(result.summary()), highlight=False)
     console.print(
         f"quota now: {usage.minute_remaining} call(s) left this minute, {usage.write_remaining} export call(s) left "
         f"today (reserve of {usage.limits.daily_reserve} kept for syncs)"
-        + (f"; blocked until {_when(usage.blocked_until)} ({usage.blocked_problem})" if usage.blocked_until else ""),
+        + (f"; blocked until {_when(usage.blocked_until)} ({safe(usage.blocked_problem)})" if usage.blocked_until else ""),
         highlight=False,
     )
     if show and result.items:
@@ -169,8 +172,9 @@ def _items_table(items, now: datetime, *, title: str) -> Table:
         table.add_column(column, overflow="fold")
     for entry in items:
         table.add_row(
-            str(entry.position), str(entry.item_id), entry.priority_name, f"{entry.kind} {entry.op}", entry.entity_key,
-            entry.status, str(entry.attempts), _when(entry.eta, now), (entry.last_error or "")[:120],
+            str(entry.position), str(entry.item_id), entry.priority_name, safe(f"{entry.kind} {entry.op}"),
+            safe(entry.entity_key), safe(entry.status), str(entry.attempts), _when(entry.eta, now),
+            safe((entry.last_error or "")[:120]),
         )
     return table
 
@@ -206,7 +210,7 @@ def queue(
             counts = depth(runtime.engine, tenant_id)
             waiting = ", ".join(f"{PRIORITY_NAMES[p]} {n}" for p, n in sorted(counts.open_by_priority.items()))
             console.print(
-                f"[bold]{tenant_id}[/bold]: " + ", ".join(f"{s} {counts.by_status[s]}" for s in T.STATUSES)
+                f"[bold]{safe(tenant_id)}[/bold]: " + ", ".join(f"{s} {counts.by_status[s]}" for s in T.STATUSES)
                 + (f" — waiting: {waiting}" if waiting else ""),
                 highlight=False,
             )
@@ -215,7 +219,7 @@ def queue(
                 result = plan(runtime.engine, runtime.ledger, tenant_id)
                 items = [i for i in result.items if not wanted or i.status in wanted][:limit]
                 if items:
-                    console.print(_items_table(items, result.at, title=f"waiting for XPM ({result.summary()})"))
+                    console.print(_items_table(items, result.at, title=f"waiting for XPM ({safe(result.summary())})"))
             closed = [s for s in (wanted or [T.DEAD]) if s not in T.OPEN_STATUSES]
             if closed:
                 rows = open_items(runtime.engine, tenant_id, statuses=closed, limit=limit)
@@ -233,9 +237,9 @@ def _closed_table(rows, statuses) -> Table:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
-            str(row.item_id), PRIORITY_NAMES[row.priority], f"{row.kind} {row.op}", row.entity_key, row.status,
-            str(row.attempts), row.remote_id or "", _when(row.finished_at),
-            ((row.last_error if row.status == "dead" else row.xpm_response) or "")[:160],
+            str(row.item_id), PRIORITY_NAMES[row.priority], safe(f"{row.kind} {row.op}"), safe(row.entity_key),
+            safe(row.status), str(row.attempts), safe(row.remote_id or ""), _when(row.finished_at),
+            safe(((row.last_error if row.status == "dead" else row.xpm_response) or "")[:160]),
         )
     return table
 

@@ -10,11 +10,12 @@ Command line (prints exactly one line, then serves until SIGINT/SIGTERM, exit st
 
     xpm-pipeline sandbox serve [--host 127.0.0.1] [--port 8765] [--size small|medium|large] [--seed N]
         [--tenants K] [--daily-limit N] [--minute-limit N] [--state PATH]
-        [--day-window rolling|fixed] [--time-filter date|created]
+        [--day-window rolling|fixed] [--time-filter date|created] [--allow-remote]
     XPM sandbox: http://127.0.0.1:8765 client_id=... client_secret=...
 
 (also ``python -m xpm_pipeline.sandbox serve ...``). A bad flag prints one ``error: ...`` line on
-stderr and exits 2. Python::
+stderr and exits 2; so does a ``--host`` other than loopback without ``--allow-remote`` (with it, a
+``warning: ...`` line on stderr). Python::
 
     from xpm_pipeline.clock import ManualClock
     from xpm_pipeline.sandbox import SandboxServer, SandboxConfig
@@ -42,7 +43,8 @@ One origin serves everything
 * Identity (Xero's own paths): ``GET /identity/connect/authorize``, ``POST /identity/connect/authorize/consent``,
   ``POST /connect/token``, ``POST /connect/revocation``; connections: ``GET /connections``
   (optional ``?authEventId=``), ``DELETE /connections/{id}`` (204; 404 when unknown).
-* Admin: ``/_sandbox/...`` (JSON, never under the XPM paths).
+* Admin: ``/_sandbox/...`` (JSON, never under the XPM paths). It answers loopback clients only
+  (127.0.0.0/8, ::1, ::ffff:127.x; others get 403) unless ``SandboxServer(..., allow_remote=True)``.
 
 Identity
 --------

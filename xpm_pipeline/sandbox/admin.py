@@ -11,6 +11,7 @@ unknown key is a 400, so typos do not pass silently. The endpoint table is in th
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -40,6 +41,18 @@ INHERITED = {
 }
 CHILD_KEYS = {"job_task": "tasks", "client_contact": "contacts", "client_group_member": "members"}
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ``::1``, IPv4-mapped ``::ffff:127.x``, or the name ``localhost``: only this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]").split("%")[0])
+    except ValueError:  # another name, or "" (every interface)
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 class AdminError(Exception):
@@ -149,6 +162,11 @@ class Admin:
             self.routes.append((method, pattern.split("/") if pattern else [], handler))
 
     # -- dispatch -----------------------------------------------------------------------------
+
+    def allows(self, client_host: str) -> bool:
+        """Whether a client may use the admin interface. It mints tokens, moves the clock and injects
+        faults, so it answers this machine only, unless the sandbox was started with ``allow_remote``."""
+        return self.sb.allow_remote or is_loopback(client_host)
 
     def dispatch(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
         segments = [s for s in path.split("/") if s]

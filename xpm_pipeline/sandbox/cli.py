@@ -1,7 +1,8 @@
 """``xpm-pipeline sandbox serve``: run the XPM sandbox until SIGINT/SIGTERM.
 
 Options are taken as text and checked here, so every bad value ends in one line
-(``error: --port must be ...``) and exit status 2, rather than a usage box.
+(``error: --port must be ...``) and exit status 2, rather than a usage box. A ``--host`` other than
+loopback needs ``--allow-remote``: the /_sandbox/ admin interface would answer other machines.
 """
 
 from __future__ import annotations
@@ -56,9 +57,17 @@ def serve(
     state: str = typer.Option("", "--state", help="State file: loaded on start if present, saved on exit."),
     day_window: str = typer.Option("rolling", "--day-window", help="Daily limit window: rolling | fixed (UTC day)."),
     time_filter: str = typer.Option("date", "--time-filter", help="time.api/list filters by: date | created."),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a --host other than loopback; the "
+                                      "/_sandbox/ admin interface (tokens, clock, faults) then answers any client."),
 ) -> None:
     """Serve XPM, identity and the /_sandbox/ admin interface on one origin until interrupted."""
+    from xpm_pipeline.sandbox.admin import is_loopback
     from xpm_pipeline.sandbox.server import SandboxServer
+
+    remote = not is_loopback(host)
+    if remote and not allow_remote:
+        _fail(f"--host {host!r} is not a loopback address: other machines could mint tokens, move the clock and "
+              "inject faults through /_sandbox/; add --allow-remote if that is meant")
 
     config = SandboxConfig(
         size=_choice("--size", size, SIZES),
@@ -72,7 +81,7 @@ def serve(
     )
     port_number = _int("--port", port, 0, 65535)
     try:
-        sandbox = SandboxServer(config, host=host, port=port_number)
+        sandbox = SandboxServer(config, host=host, port=port_number, allow_remote=allow_remote)
         sandbox.start()
     except OSError as exc:
         _fail(f"cannot listen on {host}:{port_number}: {exc.strerror or exc}")
@@ -89,6 +98,9 @@ def serve(
             previous[sig] = signal.signal(sig, _stop)
     except ValueError:  # not the main thread (embedded use): Ctrl-C arrives as KeyboardInterrupt instead
         pass
+    if remote:
+        print(f"warning: the sandbox listens on {host!r} and its /_sandbox/ admin interface (tokens, clock, faults) "
+              "answers every client that can reach it", file=sys.stderr, flush=True)
     try:
         print(sandbox.banner(), flush=True)
         while not stop.wait(0.5):

@@ -42,6 +42,8 @@ API_PREFIX = "/practicemanager/3.1/"
 ADMIN_PREFIX = "/_sandbox"
 XML_TYPE = "text/xml; charset=utf-8"
 JSON_TYPE = "application/json; charset=utf-8"
+ADMIN_REFUSED = ("the /_sandbox/ admin interface answers this machine only; "
+                 "start the sandbox with --allow-remote to open it to others")
 MAX_REQUEST = 10 * 1024 * 1024
 PAD = b"x" * (1 << 20)
 TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests"}
@@ -54,10 +56,12 @@ class _Dropped(Exception):
 class SandboxServer:
     """A running XPM sandbox. ``with SandboxServer(cfg) as sb:`` or ``start()``/``stop()``."""
 
-    def __init__(self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0,
+                 allow_remote: bool = False) -> None:
         self.config = config or SandboxConfig()
         self.config.validate()
         self.host, self.port = host, port
+        self.allow_remote = allow_remote  # admin interface for clients other than this machine (see Admin.allows)
         self.clock = AdjustableClock(self.config.clock)
         self.limiter = Limiter(self.config, self.clock)
         self.faults = Faults()
@@ -359,6 +363,9 @@ class _Handler(BaseHTTPRequestHandler):
     # -- admin ------------------------------------------------------------------------------------
 
     def _admin(self, method: str, path: str, query: str, body: bytes) -> None:
+        if not self.sb.admin.allows(self.client_address[0]):
+            self._send(403, [json.dumps({"error": ADMIN_REFUSED}).encode()], JSON_TYPE)
+            return
         payload = None
         if body.strip():
             try:
