@@ -97,7 +97,7 @@ class TokenCipher:
 
 
 _BEARER = re.compile(r"(?i)(bearer\s+|basic\s+)[A-Za-z0-9\-._~+/=]+")
-_FORM_SECRET = re.compile(r"(?i)((?:access|refresh)_token|client_secret|code)=([^&\s\"']+)")
+_FORM_SECRET = re.compile(r"(?i)((?:access|refresh)_token|client_secret|code|code_verifier)=([^&\s\"']+)")
 
 
 def redact(text: str) -> str:
