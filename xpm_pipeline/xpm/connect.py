@@ -75,12 +75,10 @@ class _Callback:
         self._claimed = False
         self.done = threading.Event()
         self.params: dict[str, str] = {}
-        self.ignored = 0
 
     def claim(self, params: dict[str, str]) -> bool:
         with self._lock:
             if self._claimed or not hmac.compare_digest(params.get("state", "").encode(), self._state):
-                self.ignored += 1
                 return False
             self._claimed = True
             self.params = params
