@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from xpm_pipeline.private_files import private_dir
 from xpm_pipeline.secrets import Secret
 
 REAL_API_BASE = "https://api.xero.com/practicemanager/3.1/"
@@ -97,6 +98,14 @@ def _int_env(env: dict, name: str, default: int, minimum: int = 0) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def secure_home(home: Path) -> None:
+    """``XPM_HOME`` (default ``.xpm``) holds the SQLite warehouse and local keys: keep it 0700. It is made by
+    whatever first writes into it (0700 then); an existing one with looser permissions is tightened, with one
+    warning line. A deployment that writes nothing there (PostgreSQL warehouse) gets no folder."""
+    if home.exists():
+        private_dir(home)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ is one more ``Flow`` (what happens first, which sensor or schedule requests it, 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 import warnings
@@ -40,7 +39,8 @@ from sqlalchemy import select
 
 from xpm_pipeline.clock import ManualClock
 from xpm_pipeline.config import IdentityEndpoints, Settings, api_base_from
-from xpm_pipeline.secrets import Secret, TokenCipher
+from xpm_pipeline.private_files import private_dir
+from xpm_pipeline.secrets import Secret, local_token_key
 from xpm_pipeline.warehouse.schema import table_for
 
 QUARTER = timedelta(minutes=15)
@@ -122,15 +122,6 @@ class PersonEdits:
             self._call("POST", f"groups/{group}/members", {"client_uuid": newcomer})
             self.done.append("added a client to a client group")
         return self.done
-
-
-def _demo_key(home: Path) -> str:
-    """The demo keeps its own token key beside its warehouse (0600); production sets XPM_TOKEN_KEY."""
-    path = home / "token.key"
-    if not path.exists():
-        path.write_text(TokenCipher.generate_key())
-        os.chmod(path, 0o600)
-    return path.read_text().strip()
 
 
 @dataclass(frozen=True)
@@ -470,7 +461,7 @@ def run_demo(*, size: str = "medium", seed: int = 1, home: Path = Path(".xpm/dem
     from xpm_pipeline.xpm.connect import connect
 
     console = console or Console()
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     warehouse = home / "warehouse.db"
     for leftover in home.glob("warehouse.db*"):
         leftover.unlink()  # each demo run starts from an empty embedded warehouse
@@ -491,7 +482,7 @@ def run_demo(*, size: str = "medium", seed: int = 1, home: Path = Path(".xpm/dem
             identity=IdentityEndpoints.same_origin(server.base_url),
             client_id=server.client_id,
             client_secret=Secret(server.client_secret),
-            token_key=Secret(_demo_key(home)),
+            token_key=Secret(local_token_key(home / "token.key")),
         )
         runtime = open_runtime(settings, clock=clock)
         try:

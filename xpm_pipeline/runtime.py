@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from xpm_pipeline.clock import SYSTEM_CLOCK, Clock
-from xpm_pipeline.config import Settings
+from xpm_pipeline.config import Settings, secure_home
 from xpm_pipeline.quota import QuotaLedger
 from xpm_pipeline.warehouse.db import make_engine
 from xpm_pipeline.warehouse.migrate import migrate
@@ -54,6 +54,7 @@ class Runtime:
 def open_runtime(settings: Settings | None = None, *, clock: Clock = SYSTEM_CLOCK) -> Runtime:
     """Connect to the warehouse, bring its schema up to date and build the token store."""
     settings = settings or Settings.from_env()
+    secure_home(settings.home)
     engine = make_engine(settings.warehouse_url)
     try:
         migrate(engine, clock=clock)

@@ -10,8 +10,11 @@ import base64
 import hashlib
 import logging
 import re
+from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from xpm_pipeline.private_files import create_private_file
 
 
 class Secret:
@@ -96,8 +99,15 @@ class TokenCipher:
         return "TokenCipher(***)"
 
 
+def local_token_key(path: Path) -> str:
+    """A token key kept in a file beside a local warehouse (``xpm-pipeline ui``, the demo): generated on
+    first use into a file that is 0600 from its first byte. Production sets ``XPM_TOKEN_KEY`` instead."""
+    create_private_file(path, TokenCipher.generate_key().encode())
+    return path.read_text().strip()
+
+
 _BEARER = re.compile(r"(?i)(bearer\s+|basic\s+)[A-Za-z0-9\-._~+/=]+")
-_FORM_SECRET = re.compile(r"(?i)((?:access|refresh)_token|client_secret|code)=([^&\s\"']+)")
+_FORM_SECRET = re.compile(r"(?i)((?:access|refresh)_token|client_secret|code|code_verifier)=([^&\s\"']+)")
 
 
 def redact(text: str) -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from urllib.parse import urljoin
+
 import httpx
 
 from xpm_pipeline.config import api_base_from
@@ -39,3 +42,13 @@ def admin(sandbox: SandboxServer, method: str, path: str, body=None):
     response = httpx.request(method, f"{sandbox.base_url}/_sandbox/{path}", json=body, timeout=10)
     assert response.status_code < 300, response.text
     return response.json()
+
+
+def consent_on_sandbox_page(authorize_url: str, decision: str = "allow") -> str:
+    """A person on the sandbox's consent page: open it, click Allow (or Cancel); returns where the page
+    redirects the browser (the callback URL with the code or the error)."""
+    page = httpx.get(authorize_url)
+    consent_id = re.search(r'name="consent_id" value="([^"]+)"', page.text).group(1)
+    answer = httpx.post(urljoin(authorize_url, "/identity/connect/authorize/consent"),
+                        data={"consent_id": consent_id, "decision": decision})
+    return answer.headers["location"]

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from xpm_pipeline.config import Settings
 from xpm_pipeline.defs.instance import write_local_instance
-from xpm_pipeline.secrets import TokenCipher
+from xpm_pipeline.private_files import private_dir
+from xpm_pipeline.secrets import local_token_key
 
 CODE_LOCATION_MODULE = "xpm_pipeline.definitions"
 
@@ -39,15 +40,6 @@ class UIOptions:
     sandbox_port: int = 0
 
 
-def _token_key(home: Path) -> str:
-    """A local token key kept beside the local warehouse (0600); production sets XPM_TOKEN_KEY."""
-    path = home / "token.key"
-    if not path.exists():
-        path.write_text(TokenCipher.generate_key())
-        os.chmod(path, 0o600)
-    return path.read_text().strip()
-
-
 def ui_environment(options: UIOptions, sandbox, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment ``dagster dev`` (and every run it launches) gets: XPM_* at the sandbox."""
     home = options.home.resolve()
@@ -59,7 +51,7 @@ def ui_environment(options: UIOptions, sandbox, base: dict[str, str] | None = No
         "XPM_API_BASE_URL": sandbox.base_url,
         "XPM_CLIENT_ID": sandbox.client_id,
         "XPM_CLIENT_SECRET": sandbox.client_secret,
-        "XPM_TOKEN_KEY": _token_key(home),
+        "XPM_TOKEN_KEY": local_token_key(home / "token.key"),
         "XPM_WAREHOUSE_URL": f"sqlite:///{(home / 'warehouse.db').as_posix()}",
         "XPM_MINUTE_LIMIT": str(options.minute_limit),
         "DAGSTER_HOME": str(home / "dagster"),
@@ -78,8 +70,7 @@ def run_ui(options: UIOptions, announce: Callable[[str], None] = print) -> int:
     from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
     from xpm_pipeline.xpm.connect import connect
 
-    home = options.home
-    home.mkdir(parents=True, exist_ok=True)
+    home = private_dir(options.home)
     state = home / f"sandbox-{options.size}-seed{options.seed}-{options.tenants}t.state"
     sandbox = SandboxServer(
         SandboxConfig(size=options.size, seed=options.seed, tenants=options.tenants, minute_limit=options.minute_limit,

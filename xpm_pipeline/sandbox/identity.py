@@ -11,6 +11,9 @@ Model (as Xero's, simplified to one user who owns every sandbox practice):
   ``refresh_grace_seconds`` (30 min), then answers ``invalid_grant``. A refresh token unused for
   ``refresh_idle_days`` (60) expires. Revocation (``POST /connect/revocation``) kills the grant's
   refresh and access tokens and removes the connections it made.
+* **PKCE** (RFC 7636), as Xero: an authorize request may carry ``code_challenge`` with
+  ``code_challenge_method=S256`` (nothing else is accepted); its code then exchanges only with the matching
+  ``code_verifier`` (``invalid_grant`` when it is missing or wrong).
 
 All times come from the sandbox clock, so a test can jump 31 minutes or 61 days. Token strings are
 random (``secrets``), not derived from the seed: they are credentials, not data.
@@ -19,7 +22,9 @@ random (``secrets``), not derived from the seed: they are credentials, not data.
 from __future__ import annotations
 
 import base64
+import hashlib
 import random
+import re
 import secrets
 import threading
 import uuid
@@ -34,6 +39,7 @@ XPM_SCOPES = {"practicemanager", "practicemanager.read"} | {
     f"practicemanager.{res}{ro}" for res in ("client", "job", "staff", "time") for ro in ("", ".read")
 }
 KNOWN_SCOPES = XPM_SCOPES | {"offline_access", "openid", "profile", "email"}
+PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")  # RFC 7636: a verifier's (and an S256 challenge's) alphabet
 # Which granular scope family an XPM resource belongs to (task.api needs the broad scopes).
 RESOURCE_SCOPE = {"client": "client", "clientgroup": "client", "job": "job", "staff": "staff", "time": "time"}
 
@@ -106,6 +112,7 @@ class PendingConsent:
     scopes: tuple[str, ...]
     state: str
     created: datetime
+    code_challenge: str | None = None  # PKCE (S256), when the authorize request carried one
 
 
 @dataclass
@@ -117,6 +124,7 @@ class AuthCode:
     tenant_ids: list[str]
     created: datetime
     used: bool = False
+    code_challenge: str | None = None
 
 
 @dataclass
@@ -177,9 +185,13 @@ class Identity:
         unknown = [s for s in scopes if s not in KNOWN_SCOPES]
         if unknown or not any(s in XPM_SCOPES for s in scopes):
             return with_query(redirect_uri, error="invalid_scope", state=state)
+        challenge = params.get("code_challenge") or None
+        method = params.get("code_challenge_method")
+        if challenge is not None and (method != "S256" or not PKCE_VALUE.fullmatch(challenge)):
+            return with_query(redirect_uri, error="invalid_request", state=state)  # Xero offers S256 only
         with self.lock:
             self._prune(now)
-            consent = PendingConsent(str(uuid.uuid4()), client_id, redirect_uri, scopes, state, now)
+            consent = PendingConsent(str(uuid.uuid4()), client_id, redirect_uri, scopes, state, now, challenge)
             self.consents[consent.id] = consent
         return consent
 
@@ -218,7 +230,7 @@ class Identity:
             if unknown:
                 raise PageError(f"unknown tenant {unknown[0]}")
             code = AuthCode(secrets.token_urlsafe(24), consent.client_id, consent.redirect_uri, consent.scopes,
-                            list(dict.fromkeys(chosen)), now)
+                            list(dict.fromkeys(chosen)), now, code_challenge=consent.code_challenge)
             self.codes[code.code] = code
         return with_query(consent.redirect_uri, code=code.code, scope=" ".join(consent.scopes), state=consent.state)
 
@@ -259,6 +271,8 @@ class Identity:
             raise OAuthError(400, "invalid_grant", "authorization code expired")
         if form.get("redirect_uri", "") != code.redirect_uri:
             raise OAuthError(400, "invalid_grant", "redirect_uri does not match the authorize request")
+        if code.code_challenge is not None and not _verifier_matches(form.get("code_verifier", ""), code.code_challenge):
+            raise OAuthError(400, "invalid_grant", "code_verifier missing or does not match the code_challenge")
         code.used = True
         grant = self._new_grant(code.tenant_ids, code.scopes, now)
         return self._issue(grant, now)
@@ -384,6 +398,14 @@ class Identity:
     def delete_connection(self, connection_id: str) -> bool:
         with self.lock:
             return self.connections.pop(connection_id, None) is not None
+
+
+def _verifier_matches(verifier: str, challenge: str) -> bool:
+    """RFC 7636 section 4.6, S256: BASE64URL(SHA256(code_verifier)) == code_challenge."""
+    if not PKCE_VALUE.fullmatch(verifier):
+        return False
+    digest = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).decode("ascii").rstrip("=")
+    return secrets.compare_digest(digest, challenge)
 
 
 def scope_allows(scopes: tuple[str, ...], resource: str, method: str) -> bool:

@@ -5,7 +5,9 @@ its job, task and staff); pickle keeps that graph exactly and loads the large si
 schema to maintain. The file is the sandbox's own private format: load only files you wrote (pickle
 executes code from untrusted input). Rate-limit counters, faults and the request log are not saved.
 
-Writes are atomic (temporary file + rename), so a crash mid-save keeps the previous state.
+Writes are atomic (temporary file + rename), so a crash mid-save keeps the previous state. The file holds
+the app's client secret and live tokens: it is 0600 from its first byte (``mkstemp``), and a folder made
+for it is 0700.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ import sys
 import tempfile
 from pathlib import Path
 
+from xpm_pipeline.private_files import PRIVATE_FILE, private_dir, tighten
+
 FORMAT = "xpm-sandbox-state/1"
 
 
 def save(path: str | Path, state, identity, meta: dict) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent, tighten_existing=False)
+    if path.exists():
+        tighten(path, PRIVATE_FILE)  # the rename below replaces it with a private file; say it was not
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 20000))
     try:

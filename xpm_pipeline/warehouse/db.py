@@ -26,6 +26,8 @@ from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.types import TypeDecorator
 
+from xpm_pipeline.private_files import create_private_file, private_dir
+
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 _BEGIN_IMMEDIATE = "xpm_begin_immediate"
 
@@ -52,7 +54,7 @@ def _sqlite_engine(parsed, **kwargs) -> Engine:
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if not in_memory:
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _create_private_database(Path(database).expanduser())
     connect_args = dict(kwargs.pop("connect_args", {}))
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)  # sqlite3's busy timeout
     engine = create_engine(parsed, connect_args=connect_args, **kwargs)
@@ -78,6 +80,15 @@ def _sqlite_engine(parsed, **kwargs) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get(_BEGIN_IMMEDIATE) else "BEGIN")
 
     return engine
+
+
+def _create_private_database(path: Path) -> None:
+    """The warehouse holds client data and encrypted tokens: create its file empty (SQLite makes a database
+    of an empty file) with mode 0600 before SQLite opens it, so it is never readable by others. SQLite gives
+    its -wal, -shm and -journal files the database file's mode. A folder made for it is 0700; an existing
+    folder is left alone (it may be one the user shares with other things)."""
+    private_dir(path.parent, tighten_existing=False)
+    create_private_file(path)
 
 
 def _set_wal(cursor, attempts: int = 300) -> None:

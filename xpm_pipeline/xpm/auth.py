@@ -9,10 +9,13 @@ refusal). Their messages carry the OAuth error code and HTTP status, never a tok
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from secrets import token_urlsafe
 from typing import Any
 from urllib.parse import urlencode
 
@@ -77,6 +80,28 @@ def scrub(text: str, secrets: Iterable[str | None]) -> str:
     return text[:200]
 
 
+@dataclass(frozen=True)
+class Pkce:
+    """RFC 7636 (S256): the verifier stays here until the code exchange; only its hash goes to the browser,
+    so an authorization code intercepted on the way back (another app on the loopback port, a logged URL)
+    cannot be exchanged by anyone else."""
+
+    verifier: Secret
+    challenge: str
+    method: str = "S256"
+
+    @classmethod
+    def create(cls) -> "Pkce":
+        verifier = token_urlsafe(64)  # 86 characters of [A-Za-z0-9_-]: inside RFC 7636's 43-128
+        return cls(Secret(verifier), s256_challenge(verifier))
+
+
+def s256_challenge(verifier: str) -> str:
+    """BASE64URL(SHA256(verifier)) without padding (RFC 7636 section 4.2)."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
 class OAuthClient:
     """Talks to Xero identity (or the sandbox's copy of it) as one OAuth client (app)."""
 
@@ -113,26 +138,29 @@ class OAuthClient:
 
     # -- authorization code flow --------------------------------------------------------------
 
-    def authorize_url(self, redirect_uri: str, scopes: Sequence[str] = DEFAULT_SCOPES, *, state: str) -> str:
+    def authorize_url(
+        self, redirect_uri: str, scopes: Sequence[str] = DEFAULT_SCOPES, *, state: str, pkce: Pkce | None = None
+    ) -> str:
         """Where the user consents; Xero redirects back to ``redirect_uri?code=...&state=...``."""
-        query = urlencode(
-            {
-                "response_type": "code",
-                "client_id": self.client_id,
-                "redirect_uri": redirect_uri,
-                "scope": " ".join(scopes),
-                "state": state,
-            }
-        )
-        return f"{self.endpoints.authorize_url}?{query}"
+        params = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": " ".join(scopes),
+            "state": state,
+        }
+        if pkce is not None:
+            params |= {"code_challenge": pkce.challenge, "code_challenge_method": pkce.method}
+        return f"{self.endpoints.authorize_url}?{urlencode(params)}"
 
-    def exchange_code(self, code: Secret | str, redirect_uri: str) -> TokenSet:
+    def exchange_code(self, code: Secret | str, redirect_uri: str, *, pkce: Pkce | None = None) -> TokenSet:
         code = Secret(code)
-        return self._token_request(
-            {"grant_type": "authorization_code", "code": code.reveal(), "redirect_uri": redirect_uri},
-            what="code exchange",
-            secrets=[code.reveal()],
-        )
+        form = {"grant_type": "authorization_code", "code": code.reveal(), "redirect_uri": redirect_uri}
+        hidden = [code.reveal()]
+        if pkce is not None:
+            form["code_verifier"] = pkce.verifier.reveal()
+            hidden.append(pkce.verifier.reveal())
+        return self._token_request(form, what="code exchange", secrets=hidden)
 
     def refresh(self, refresh_token: Secret) -> TokenSet:
         """One refresh call. Rotation means the answer carries a new refresh token: persist it first."""

@@ -4,7 +4,11 @@ A one-shot loopback HTTP server receives Xero's redirect (``http://127.0.0.1:POR
 person opens the printed authorize URL and consents; or, with ``auto_consent=True``, this module
 submits the consent form itself, which only the sandbox offers (its form posts ``consent_id``,
 ``decision`` and optional repeated ``tenant`` fields to ``/identity/connect/authorize/consent``).
-Then: check ``state`` (CSRF), exchange the code, list the XPM connections, apply the tenant choice.
+The callback server accepts only the redirect carrying this flow's ``state`` (CSRF): any other request to
+it is answered 400 and ignored, so a forged link cannot abort the real consent. It serves each connection on
+its own thread with a read timeout, so an idle connection cannot hold it past ``timeout_seconds``. The code
+is exchanged with a PKCE verifier (RFC 7636, S256), so a code intercepted on the way back is worthless.
+Then: list the XPM connections, apply the tenant choice.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ import logging
 import secrets
 import sys
 import threading
+import time
 import webbrowser
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from html import escape
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
@@ -26,7 +32,7 @@ import httpx
 from xpm_pipeline.clock import SYSTEM_CLOCK, Clock
 from xpm_pipeline.config import DEFAULT_SCOPES, ConfigError, IdentityEndpoints, Settings
 from xpm_pipeline.secrets import Secret
-from xpm_pipeline.xpm.auth import Connection, OAuthClient, TokenSet
+from xpm_pipeline.xpm.auth import Connection, OAuthClient, Pkce, TokenSet
 
 log = logging.getLogger(__name__)
 
@@ -55,34 +61,67 @@ NO_XPM_MESSAGE = (
 
 # -- loopback callback server -------------------------------------------------------------------
 
+CALLBACK_READ_TIMEOUT = 10.0  # seconds one connection may take to send its request line and headers
+WAIT_STEP = 0.05  # how often the waiting thread looks at the clock
 
-@dataclass
+
 class _Callback:
-    done: threading.Event = field(default_factory=threading.Event)
-    params: dict[str, str] = field(default_factory=dict)
+    """The one redirect this flow accepts: the first that carries its ``state``. Anything else (a stale
+    tab, a forged link, a port scanner) is answered 400 and ignored, so it cannot abort the real consent."""
+
+    def __init__(self, state: str) -> None:
+        self._state = state.encode()
+        self._lock = threading.Lock()
+        self._claimed = False
+        self.done = threading.Event()
+        self.params: dict[str, str] = {}
+
+    def claim(self, params: dict[str, str]) -> bool:
+        with self._lock:
+            if self._claimed or not hmac.compare_digest(params.get("state", "").encode(), self._state):
+                return False
+            self._claimed = True
+            self.params = params
+            return True
+
+
+def _page(text: str) -> bytes:
+    return f"<!DOCTYPE html><html><body><p>{escape(text)}</p></body></html>".encode()
+
+
+CONNECTED_PAGE = _page("xpm-pipeline is connected. You can close this window.")
+FAILED_PAGE = _page("Connection failed; see the terminal.")
+IGNORED_PAGE = _page(
+    "This link does not belong to the xpm-pipeline connect waiting here (wrong, missing or already used "
+    "state); it was ignored."
+)
 
 
 def _handler_for(result: _Callback) -> type[BaseHTTPRequestHandler]:
     class CallbackHandler(BaseHTTPRequestHandler):
+        timeout = CALLBACK_READ_TIMEOUT  # an idle or slow connection gives up its thread, never the flow
+
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             parts = urlsplit(self.path)
-            if parts.path != CALLBACK_PATH or result.done.is_set():
+            if parts.path != CALLBACK_PATH:
                 self.send_error(404)
                 return
-            query = parse_qs(parts.query)
-            result.params = {k: v[0] for k, v in query.items() if v}
-            ok = "code" in result.params and "error" not in result.params
-            body = (
-                b"<html><body><p>xpm-pipeline is connected. You can close this window.</p></body></html>"
-                if ok
-                else b"<html><body><p>Connection failed; see the terminal.</p></body></html>"
-            )
-            self.send_response(200)
+            params = {k: v[0] for k, v in parse_qs(parts.query).items() if v}
+            if not result.claim(params):
+                self._answer(400, IGNORED_PAGE)
+                return
+            try:
+                ok = "code" in params and "error" not in params
+                self._answer(200, CONNECTED_PAGE if ok else FAILED_PAGE)
+            finally:
+                result.done.set()
+
+        def _answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-            result.done.set()
 
         def log_message(self, format: str, *args: object) -> None:  # the query holds the code: never log it
             return
@@ -90,12 +129,17 @@ def _handler_for(result: _Callback) -> type[BaseHTTPRequestHandler]:
     return CallbackHandler
 
 
-class _LoopbackServer:
-    """Serves ``/callback`` once on a background thread."""
+class _CallbackServer(ThreadingHTTPServer):
+    daemon_threads = True  # a connection still open when the flow ends does not keep the process alive
+    block_on_close = False  # ... nor delay closing the server
 
-    def __init__(self, host: str, port: int) -> None:
-        self.result = _Callback()
-        self._server = HTTPServer((host, port), _handler_for(self.result))
+
+class _LoopbackServer:
+    """Serves ``/callback`` on a background thread, one thread per connection."""
+
+    def __init__(self, host: str, port: int, state: str) -> None:
+        self.result = _Callback(state)
+        self._server = _CallbackServer((host, port), _handler_for(self.result))
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="xpm-connect-callback", daemon=True
         )
@@ -104,6 +148,16 @@ class _LoopbackServer:
     def redirect_uri(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}{CALLBACK_PATH}"
+
+    def wait(self, timeout_seconds: float, clock: Clock) -> dict[str, str]:
+        """The accepted callback's parameters. Gives up after ``timeout_seconds`` on the injected clock, or
+        on the monotonic clock if that comes first (a simulated clock nobody advances must not hang connect)."""
+        started_at, started = clock.now(), time.monotonic()
+        while not self.result.done.wait(WAIT_STEP):
+            waited = max((clock.now() - started_at).total_seconds(), time.monotonic() - started)
+            if waited >= timeout_seconds:
+                raise ConnectError(f"no answer from the consent page within {timeout_seconds:g} s; run connect again")
+        return self.result.params
 
     def __enter__(self) -> "_LoopbackServer":
         self._thread.start()
@@ -254,9 +308,9 @@ def authorize(
     ones (or their ids). Pass the result to ``TokenStore.register``.
     """
     client = _oauth_from(settings, oauth, endpoints, client_id, client_secret, clock)
-    state = secrets.token_urlsafe(24)
-    with _LoopbackServer(redirect_host, port) as server:
-        url = client.authorize_url(server.redirect_uri, scopes, state=state)
+    state, pkce = secrets.token_urlsafe(24), Pkce.create()
+    with _LoopbackServer(redirect_host, port, state) as server:
+        url = client.authorize_url(server.redirect_uri, scopes, state=state, pkce=pkce)
         if auto_consent:
             wanted = list(choose_tenants) if isinstance(choose_tenants, (list, tuple)) else None
             _auto_consent(url, server.redirect_uri, wanted, timeout=min(timeout_seconds, 60))
@@ -265,20 +319,16 @@ def authorize(
             say(f"Open this URL to connect XPM, then come back here:\n{url}")
             if open_browser:
                 webbrowser.open(url)
-        if not server.result.done.wait(timeout_seconds):
-            raise ConnectError(f"no answer from the consent page within {timeout_seconds:g} s; run connect again")
-        params = server.result.params
+        params = server.wait(timeout_seconds, clock)
     error = params.get("error")
     if error == "access_denied":
         raise ConsentDenied("consent was declined (access_denied); run `xpm-pipeline connect` again and choose Allow")
     if error:
-        raise ConnectError(f"the identity server answered {error!r} instead of a code; run connect again")
-    if not hmac.compare_digest(params.get("state", ""), state):
-        raise ConnectError("the callback's state does not match this request (stale or forged); run connect again")
+        raise ConnectError(f"the identity server answered {error[:60]!r} instead of a code; run connect again")
     code = params.get("code")
     if not code:
         raise ConnectError("the callback carried no authorization code; run connect again")
-    token_set = client.exchange_code(Secret(code), server.redirect_uri)
+    token_set = client.exchange_code(Secret(code), server.redirect_uri, pkce=pkce)
     connections = client.connections(token_set.access_token)
     if not connections:
         raise NoPracticeManagerTenants(NO_XPM_MESSAGE)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -15,12 +17,13 @@ REDIRECT = "http://localhost:8910/callback"
 
 
 def consent(sb: SandboxServer, *, tenants: list[str] | None = None, scope: str = "practicemanager offline_access",
-            decision: str = "allow", state: str = "xyz") -> dict[str, list[str]]:
-    """Run authorize -> consent page -> form POST, returning the redirect's query."""
+            decision: str = "allow", state: str = "xyz", **extra: str) -> dict[str, list[str]]:
+    """Run authorize -> consent page -> form POST, returning the redirect's query. ``extra``: more authorize
+    parameters (PKCE's ``code_challenge``...)."""
     with httpx.Client(base_url=sb.base_url, verify=SSL_CONTEXT) as http:
         page = http.get("/identity/connect/authorize", params={
             "response_type": "code", "client_id": sb.client_id, "redirect_uri": REDIRECT, "scope": scope,
-            "state": state})
+            "state": state, **extra})
         assert page.status_code == 200, page.text
         assert page.headers["content-type"].startswith("text/html")
         consent_id = re.search(r'name="consent_id" value="([^"]+)"', page.text)[1]
@@ -35,8 +38,8 @@ def consent(sb: SandboxServer, *, tenants: list[str] | None = None, scope: str =
     return parse_qs(urlsplit(location).query)
 
 
-def exchange(sb: SandboxServer, code: str, *, basic: bool = True) -> httpx.Response:
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
+def exchange(sb: SandboxServer, code: str, *, basic: bool = True, **extra: str) -> httpx.Response:
+    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT, **extra}
     if basic:
         return http.post(sb.base_url + "/connect/token", data=form, auth=(sb.client_id, sb.client_secret))
     form |= {"client_id": sb.client_id, "client_secret": sb.client_secret}
@@ -95,6 +98,28 @@ def test_consent_denied_and_authorize_validation(sandbox):
             answer = http.get("/identity/connect/authorize", params=base | bad)
             assert answer.status_code == 302
             assert parse_qs(urlsplit(answer.headers["location"]).query)["error"] == [error]
+
+
+VERIFIER = "pkce-verifier-of-the-sandbox-identity-tests_0123456789~."
+CHALLENGE = base64.urlsafe_b64encode(hashlib.sha256(VERIFIER.encode()).digest()).decode().rstrip("=")
+
+
+def test_pkce_code_exchanges_only_with_its_verifier(sandbox):
+    query = consent(sandbox, code_challenge=CHALLENGE, code_challenge_method="S256")
+    code = query["code"][0]
+    for wrong in ({}, {"code_verifier": VERIFIER[:-1] + "l"}, {"code_verifier": "short"}):
+        refused = exchange(sandbox, code, **wrong)
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", wrong
+    assert exchange(sandbox, code, code_verifier=VERIFIER).status_code == 200
+
+
+def test_pkce_accepts_only_s256(sandbox):
+    base = {"response_type": "code", "client_id": sandbox.client_id, "redirect_uri": REDIRECT,
+            "scope": "practicemanager offline_access", "state": "s", "code_challenge": CHALLENGE}
+    for method in ({"code_challenge_method": "plain"}, {}):
+        answer = http.get(sandbox.base_url + "/identity/connect/authorize", params=base | method)
+        assert answer.status_code == 302
+        assert parse_qs(urlsplit(answer.headers["location"]).query)["error"] == ["invalid_request"]
 
 
 def test_no_refresh_token_without_offline_access_and_read_scope_is_read_only(sandbox):

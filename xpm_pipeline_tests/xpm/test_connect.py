@@ -6,7 +6,14 @@ identity is a scripted transport. The end-to-end run against the sandbox is furt
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
+import socket
 import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -71,8 +78,24 @@ def test_consent_returns_tokens_and_practice_manager_tenants():
     assert [c.tenant_id for c in connections] == ["t1", "t2"]
     assert seen["scope"] == "practicemanager offline_access" and len(seen["state"]) >= 20
     assert urlsplit(seen["redirect_uri"]).hostname == "127.0.0.1" and seen["redirect_uri"].endswith("/callback")
-    assert identity.forms == [{"grant_type": "authorization_code", "code": "the-code",
-                               "redirect_uri": seen["redirect_uri"]}]
+    assert [{k: v for k, v in form.items() if k != "code_verifier"} for form in identity.forms] == [
+        {"grant_type": "authorization_code", "code": "the-code", "redirect_uri": seen["redirect_uri"]}]
+
+
+def test_pkce_s256_challenge_on_the_url_and_its_fresh_verifier_on_the_exchange():
+    verifiers = []
+    for _ in range(2):
+        identity = Identity()
+        announce, seen = browser(allow)
+        authorize(oauth=oauth(identity), announce=announce, timeout_seconds=10)
+        verifier = identity.forms[0]["code_verifier"]
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43,128}", verifier)
+        digest = hashlib.sha256(verifier.encode()).digest()
+        assert seen["code_challenge_method"] == "S256"
+        assert seen["code_challenge"] == base64.urlsafe_b64encode(digest).decode().rstrip("=")
+        assert verifier not in urlencode(seen)  # only its hash travels through the browser
+        verifiers.append(verifier)
+    assert verifiers[0] != verifiers[1]
 
 
 def test_tenant_choice_by_list_and_by_callable():
@@ -91,12 +114,116 @@ def test_choosing_an_unconsented_tenant_names_the_available_ones():
         authorize(oauth=oauth(Identity()), announce=announce, choose_tenants=["t9"], timeout_seconds=10)
 
 
-def test_state_mismatch_is_refused_before_any_exchange():
-    identity = Identity()
-    announce, _ = browser(lambda q: {"code": "the-code", "state": "forged"})
-    with pytest.raises(ConnectError, match="state"):
+def forged_first(forged: dict, real, statuses: list):
+    """A browser that first follows a forged or stale link to the callback, then the real redirect."""
+
+    def announce(line):
+        query = {k: v[0] for k, v in parse_qs(urlsplit(line.split()[-1]).query).items()}
+
+        def go():
+            statuses.append(httpx.get(f"{query['redirect_uri']}?{urlencode(forged)}").status_code)
+            statuses.append(httpx.get(f"{query['redirect_uri']}?{urlencode(real(query))}").status_code)
+
+        threading.Thread(target=go, daemon=True).start()
+
+    return announce
+
+
+@pytest.mark.parametrize("forged", [
+    {"code": "evil-code", "state": "forged"},
+    {"code": "evil-code"},
+    {"error": "access_denied", "state": "forged"},
+], ids=["wrong-state", "no-state", "forged-error"])
+def test_a_callback_without_this_flows_state_is_answered_400_and_ignored(forged):
+    identity, statuses = Identity(), []
+    tokens, _ = authorize(oauth=oauth(identity), announce=forged_first(forged, allow, statuses), timeout_seconds=10)
+    assert statuses == [400, 200]
+    assert tokens.access_token == Secret("acc") and [f["code"] for f in identity.forms] == ["the-code"]
+
+
+def test_an_error_callback_with_the_right_state_ends_the_flow_in_one_line():
+    identity, statuses = Identity(), []
+    announce = forged_first({"error": "access_denied", "state": "forged"},
+                            lambda q: {"error": "server_error\nsecond line", "state": q["state"]}, statuses)
+    with pytest.raises(ConnectError, match="server_error") as info:
         authorize(oauth=oauth(identity), announce=announce, timeout_seconds=10)
-    assert identity.forms == []
+    assert "\n" not in str(info.value) and not isinstance(info.value, ConsentDenied)
+    assert statuses == [400, 200] and identity.forms == []
+
+
+def in_thread(call) -> Future:
+    """Run ``call`` on a daemon thread; the test waits on the future (so a hang fails instead of blocking)."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(call())
+        except BaseException as exc:  # noqa: BLE001 (handed to the test)
+            future.set_exception(exc)
+
+    threading.Thread(target=run, daemon=True).start()
+    return future
+
+
+def idle_connection(redirect_uri: str) -> socket.socket:
+    """A TCP connection to the callback port that never sends a byte (a scanner, a stuck browser tab)."""
+    parts = urlsplit(redirect_uri)
+    return socket.create_connection((parts.hostname, parts.port))
+
+
+def test_an_idle_connection_does_not_stall_the_real_callback():
+    identity, idle = Identity(), []
+    announce_real, _ = browser(allow)
+
+    def announce(line):
+        idle.append(idle_connection(parse_qs(urlsplit(line.split()[-1]).query)["redirect_uri"][0]))
+        announce_real(line)
+
+    try:
+        tokens, _ = in_thread(lambda: authorize(oauth=oauth(identity), announce=announce, timeout_seconds=30)).result(60)
+    finally:
+        for sock in idle:
+            sock.close()
+    assert tokens.access_token == Secret("acc") and len(identity.forms) == 1
+
+
+def test_timeout_holds_on_the_injected_clock_with_an_idle_connection_open():
+    clock, opened, idle = ManualClock(), threading.Event(), []
+
+    def announce(line):
+        idle.append(idle_connection(parse_qs(urlsplit(line.split()[-1]).query)["redirect_uri"][0]))
+        opened.set()
+
+    waiting = in_thread(lambda: authorize(oauth=oauth(Identity()), announce=announce, timeout_seconds=300,
+                                          clock=clock))
+    try:
+        assert opened.wait(30)
+        clock.advance(299)
+        with pytest.raises(FutureTimeout):
+            waiting.result(0.3)  # 299 simulated seconds: still waiting
+        clock.advance(1)
+        with pytest.raises(ConnectError, match="no answer from the consent page within 300 s"):
+            waiting.result(30)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def test_timeout_holds_on_the_real_clock_with_an_idle_connection_open():
+    idle = []
+
+    def announce(line):
+        idle.append(idle_connection(parse_qs(urlsplit(line.split()[-1]).query)["redirect_uri"][0]))
+
+    started = time.monotonic()
+    waiting = in_thread(lambda: authorize(oauth=oauth(Identity()), announce=announce, timeout_seconds=0.5))
+    try:
+        with pytest.raises(ConnectError, match="within 0.5 s"):
+            waiting.result(30)
+        assert 0.5 <= time.monotonic() - started < 0.5 + 3  # gave up on time, not after the idle connection
+    finally:
+        for sock in idle:
+            sock.close()
 
 
 def test_access_denied_is_clear():
@@ -126,8 +253,6 @@ def test_missing_client_settings_are_a_config_error():
 
 # -- end to end against the sandbox -----------------------------------------------------------------
 
-import re  # noqa: E402
-
 from sqlalchemy import select  # noqa: E402
 
 from xpm_pipeline.secrets import TokenCipher, TokenKeyError  # noqa: E402
@@ -136,6 +261,7 @@ from xpm_pipeline.warehouse.db import make_engine  # noqa: E402
 from xpm_pipeline.warehouse.migrate import migrate  # noqa: E402
 from xpm_pipeline.xpm.connect import connect  # noqa: E402
 from xpm_pipeline.xpm.tokens import TokenStore  # noqa: E402
+from xpm_pipeline_tests.support import consent_on_sandbox_page  # noqa: E402
 
 
 @pytest.fixture
@@ -189,11 +315,7 @@ def test_denied_consent_on_the_sandbox_page(sandbox):
 
     def person_clicks_cancel(line):
         def go():
-            page = httpx.get(line.split()[-1])
-            consent_id = re.search(r'name="consent_id" value="([^"]+)"', page.text).group(1)
-            answer = httpx.post(f"{sb.base_url}/identity/connect/authorize/consent",
-                                data={"consent_id": consent_id, "decision": "deny"})
-            httpx.get(answer.headers["location"])
+            httpx.get(consent_on_sandbox_page(line.split()[-1], "deny"))
 
         threading.Thread(target=go, daemon=True).start()
 
