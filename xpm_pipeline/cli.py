@@ -218,8 +218,8 @@ def _print_status(state, priority_names) -> None:
         highlight=False,
     )
     for held in state.held:
-        console.print(f"  REMOVAL HELD on {held.table_name} since {held.held_at:%Y-%m-%d %H:%M} UTC: {held.reason}",
-                      style="red", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"  [red]REMOVAL HELD[/red] on {held.table_name} since {held.held_at:%Y-%m-%d %H:%M} UTC: "
+                      f"{safe(held.reason)}", highlight=False, soft_wrap=True)
     if state.tokens is not None:
         tokens = state.tokens
         warn = " [red]re-consent soon[/red]" if tokens.refresh_expires_within(now) else ""
