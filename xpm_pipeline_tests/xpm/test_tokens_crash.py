@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import select, update
 
 from xpm_pipeline.killpoints import ENV as KILL_ENV
+from xpm_pipeline.killpoints import POINTS as ALL_POINTS
 from xpm_pipeline.secrets import Secret
 from xpm_pipeline.warehouse.control import oauth_grants, tenants
 from xpm_pipeline.warehouse.db import make_engine, write_transaction
@@ -34,7 +35,8 @@ from xpm_pipeline_tests.xpm.test_tokens import KEY, register_issued, sandbox, sa
 
 __all__ = ["sandbox"]  # the fixture, shared with test_tokens
 
-POINTS = ("tokens.before_refresh_call", "tokens.after_refresh_answer", "tokens.before_refresh_commit")
+POINTS = tuple(point for point in ALL_POINTS if point.startswith("tokens."))
+assert POINTS == ("tokens.before_refresh_call", "tokens.after_refresh_answer", "tokens.before_refresh_commit")
 LEASE_POLL = 1.0  # the survivor's poll step on the simulated clock: 120 polls wait out the 120 s lease
 
 _CHILD = """
@@ -134,10 +136,15 @@ def test_killed_refresh_is_redone_inside_the_grace_repeatedly(warehouse_url, poi
     from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
 
     runs = runs_for(warehouse_url)
+    figures = []
     for run in range(runs):
         clock = ManualClock()
         with SandboxServer(SandboxConfig(size="small", seed=run, tenants=1, clock=clock), port=0) as sb:
-            kill_and_recover(warehouse_url, sb, clock, point, sorted(RECOVERIES)[run % 2])
+            figures.append(kill_and_recover(warehouse_url, sb, clock, point, sorted(RECOVERIES)[run % 2]))
+    slowest = max(f["recovered_after_s"] for f in figures)
+    dialect = "sqlite" if warehouse_url.startswith("sqlite") else "postgresql"
+    print(f"{point} on {dialect}: {runs} kills, {runs} recovered, 0 needs_reauth, "
+          f"redone at most {slowest:.0f} s (simulated) after the kill")
 
 
 def test_lost_answers_leave_the_refresh_to_be_redone(warehouse_url, sandbox):
