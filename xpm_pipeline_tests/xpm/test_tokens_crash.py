@@ -23,8 +23,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from xpm_pipeline.clock import ManualClock
 from xpm_pipeline.killpoints import ENV as KILL_ENV
 from xpm_pipeline.killpoints import POINTS as ALL_POINTS
+from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
 from xpm_pipeline.secrets import Secret
 from xpm_pipeline.warehouse.control import oauth_grants, tenants
 from xpm_pipeline.warehouse.db import make_engine, write_transaction
@@ -131,10 +133,6 @@ def test_killed_refresh_is_redone_inside_the_grace(warehouse_url, sandbox, point
 @pytest.mark.parametrize("point", POINTS)
 def test_killed_refresh_is_redone_inside_the_grace_repeatedly(warehouse_url, point):
     """``runs_for`` kills per point, alternating the recovery path, each on a fresh sandbox and grant."""
-    pytest.importorskip("xpm_pipeline.sandbox")
-    from xpm_pipeline.clock import ManualClock
-    from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
-
     runs = runs_for(warehouse_url)
     figures = []
     for run in range(runs):
