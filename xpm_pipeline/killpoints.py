@@ -23,6 +23,9 @@ POINTS = (
     "sync.after_window_fetch",
     "sync.after_window_load",
     "sync.nightly_before_commit",
+    "tokens.before_refresh_call",
+    "tokens.after_refresh_answer",
+    "tokens.before_refresh_commit",
 )
 """Every kill point in the code (tests iterate over these)."""
 

@@ -21,6 +21,7 @@ from xpm_pipeline.defs.jobs import initial_job, sync_run_config
 from xpm_pipeline.defs.partitions import FLOW_TAG, TENANT_TAG, tenant_partitions, tenant_tags
 from xpm_pipeline.defs.queries import synced_tenants
 from xpm_pipeline.defs.resources import XPMResource
+from xpm_pipeline.defs.token_recovery import xpm_token_recovery_sensor
 from xpm_pipeline.sync.context import INITIAL
 
 PARTITION_TAG = "dagster/partition"
@@ -122,4 +123,4 @@ def xpm_run_failure_sensor(context: dg.RunFailureSensorContext):
     return None
 
 
-ALL_SENSORS = [xpm_tenant_sensor, xpm_run_failure_sensor]
+ALL_SENSORS = [xpm_tenant_sensor, xpm_run_failure_sensor, xpm_token_recovery_sensor]

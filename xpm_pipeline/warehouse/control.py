@@ -27,6 +27,35 @@ def tenant_slot(tenant_id: str) -> int:
     return zlib.crc32(tenant_id.encode()) % SLOTS
 
 
+def refresh_lease_columns() -> list[Column]:
+    """The refresh lease (migration 24, ``warehouse/refresh_lease.py``): a refresh in flight is recorded
+    before the token endpoint is called, so a crash between Xero's answer and our commit is visible and
+    redone inside Xero's 30-minute grace (``xpm/tokens.py``)."""
+    return [
+        Column(
+            "refresh_generation",
+            Integer,
+            nullable=False,
+            default=0,
+            server_default="0",
+            comment="Bumped by every stored rotation; a refresh commits only if it is unchanged (compare-and-set).",
+        ),
+        Column(
+            "refresh_holder",
+            String(200),
+            nullable=True,
+            comment="Process refreshing this grant now (host:pid:nonce); NULL when no refresh is in flight.",
+        ),
+        Column("refresh_since", UtcDateTime, nullable=True, comment="When the refresh in flight began (lease taken)."),
+        Column(
+            "refresh_lease_until",
+            UtcDateTime,
+            nullable=True,
+            comment="Lease end: after it, the holder counts as dead and any process redoes the refresh.",
+        ),
+    ]
+
+
 oauth_grants = Table(
     "xpm_oauth_grants",
     metadata,
@@ -61,6 +90,7 @@ oauth_grants = Table(
     ),
     Column("last_error", Text, nullable=True, comment="Last refresh failure, one line; never contains a credential."),
     Column("created_at", UtcDateTime, nullable=False, comment="When the consent was stored."),
+    *refresh_lease_columns(),
     Column("updated_at", UtcDateTime, nullable=False, comment="Last change to this row."),
     comment="One row per OAuth consent (token set). Several tenants may share one grant.",
 )

@@ -1,14 +1,25 @@
 """Stored OAuth tokens, refreshed safely by many processes at once (the XPM client's ``TokenProvider``).
 
-Xero's refresh tokens rotate: each refresh returns a new one and the old one dies 30 minutes later.
-If two processes refresh the same consent concurrently, one of them can store a superseded token,
-and half an hour later the connection needs a new consent. So every refresh follows xpm-api §2:
+Xero's refresh tokens rotate: each refresh returns a new one and the old one keeps working for a
+30-minute grace after its first use, then answers ``invalid_grant``. Two processes refreshing the same
+consent at once could store a superseded token; a process dying between Xero's answer and its commit
+loses the rotation. Either way the consent is dead half an hour later. So a refresh is a lease on the
+grant row (xpm-api §2, made crash-safe):
 
-1. lock the grant row (``write_transaction``: SQLite write lock; PostgreSQL ``FOR UPDATE``);
-2. re-read it: if another process refreshed while we waited, use its token and stop;
-3. call the token endpoint (a lost answer is retried with the same old token, which the grace
-   period keeps valid);
-4. write the new pair, encrypted, and commit in the same transaction; only then hand it out.
+1. read the grant: if another process refreshed meanwhile, use its token and stop; if another holds
+   a live lease, poll (on the injected clock) until it commits or its lease ends;
+2. take the lease in a short committed transaction (compare-and-set: same ``refresh_generation``, no
+   live lease): "refresh in flight since T, by holder H" is on disk before Xero is called;
+3. call the token endpoint with NO transaction or lock open (a lost answer is retried with the same
+   old token, which the grace keeps valid);
+4. store the new pair and free the lease in one transaction, only if the generation is unchanged
+   (else another process stored a rotation first: use that one).
+
+A holder that died leaves its lease behind. Once the lease ends (``refresh_lease_seconds``, far
+inside the grace) the next ``access_token`` call, or ``recover_interrupted_refreshes`` (run by the
+``xpm_token_recovery_sensor`` every few minutes), redoes the refresh with the still-stored previous
+token, which Xero accepts inside its grace. A lost answer after the retries leaves the lease expired
+at once, for the same reason.
 
 ``invalid_grant`` marks the grant ``needs_reauth`` once and raises ``ReauthRequired``; later calls
 raise immediately without contacting Xero, so nothing loops on a dead consent.
@@ -17,16 +28,19 @@ raise immediately without contacting Xero, so nothing loops on a dead consent.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, and_, exists, func, insert, select, update
+from sqlalchemy import Engine, and_, exists, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 
 from xpm_pipeline.clock import SYSTEM_CLOCK, Clock
 from xpm_pipeline.config import ConfigError, Settings
+from xpm_pipeline.killpoints import killpoint
 from xpm_pipeline.secrets import Secret, TokenCipher
 from xpm_pipeline.warehouse.control import (
     GRANT_ACTIVE,
@@ -47,7 +61,27 @@ log = logging.getLogger(__name__)
 REFRESH_TOKEN_LIFETIME = timedelta(days=60)
 """Xero: an unused refresh token expires after 60 days (older reports said 30; we alert well before)."""
 
+REFRESH_GRACE = timedelta(minutes=30)
+"""Xero (and the sandbox, ``sandbox/identity.py``): a superseded refresh token still works this long
+after the refresh that superseded it. An interrupted refresh must be redone inside it."""
+
 CONNECT_HINT = "run `xpm-pipeline connect` again"
+
+
+def new_holder() -> str:
+    """Who holds a refresh lease: host and pid for the operator, a nonce so no two refreshes share one."""
+    return f"{socket.gethostname()[:120]}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def lease_live(grant: Row, now: datetime) -> bool:
+    """A refresh is in flight and its holder may still be working."""
+    return grant.refresh_holder is not None and grant.refresh_lease_until > now
+
+
+def interrupted(grant: Row, now: datetime) -> bool:
+    """A refresh began and neither stored nor gave up before its lease ended: its process died (or its
+    answer was lost), so Xero may have rotated the stored token already. Redo it inside the grace."""
+    return grant.refresh_holder is not None and grant.refresh_lease_until <= now
 
 
 class TenantNotConnected(XPMAuthError):
@@ -101,6 +135,16 @@ class IdleRefresh:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class Recovery:
+    """One interrupted refresh redone (or not: ``error`` says why, credential-free)."""
+
+    grant_id: str
+    interrupted_at: datetime | None
+    recovered: bool
+    error: str | None = None
+
+
 _Reuse = Callable[[Row], Secret | None]
 
 
@@ -117,7 +161,11 @@ class TokenStore:
         refresh_margin_seconds: float = 300,
         lost_response_retries: int = 3,
         retry_delay_seconds: float = 2.0,
+        refresh_lease_seconds: float = 120,
+        lease_poll_seconds: float = 0.05,
     ) -> None:
+        if not 0 < refresh_lease_seconds <= REFRESH_GRACE.total_seconds() / 4:
+            raise ValueError("refresh_lease_seconds must be positive and well inside the 30-minute grace")
         self.engine = engine
         self.cipher = cipher
         self.oauth = oauth
@@ -125,6 +173,9 @@ class TokenStore:
         self.refresh_margin = timedelta(seconds=refresh_margin_seconds)
         self.lost_response_retries = lost_response_retries
         self.retry_delay_seconds = retry_delay_seconds
+        self.refresh_lease = timedelta(seconds=refresh_lease_seconds)
+        """Longer than a refresh with its retries normally takes; a lease older than this counts as dead."""
+        self.lease_poll_seconds = lease_poll_seconds
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, *, clock: Clock = SYSTEM_CLOCK, **kwargs) -> "TokenStore":
@@ -144,10 +195,10 @@ class TokenStore:
     def access_token(self, tenant_id: str) -> Secret:
         """A token valid for more than the margin: the stored one, or a fresh one."""
         row = self._tenant_grant(tenant_id)
-        token = self._still_valid(row)
+        token = self._usable(row)
         if token is not None:
             return token
-        return self._refresh(row.grant_id, self._label(row), tenant_id, reuse=self._still_valid)
+        return self._refresh(row.grant_id, self._label(row), tenant_id, reuse=self._usable)
 
     def force_refresh(self, tenant_id: str, rejected: Secret) -> Secret:
         """After a 401: refresh, unless another process already replaced the rejected token."""
@@ -305,56 +356,170 @@ class TokenStore:
                 results.append(IdleRefresh(grant_id, False, str(exc)))
         return results
 
+    def recover_interrupted(self) -> list["Recovery"]:
+        """Redo every refresh whose process died (lease ended, nothing stored), oldest first.
+
+        Each is redone with the stored refresh token, which Xero accepts inside its 30-minute grace; a
+        dead consent is marked ``needs_reauth`` as any refresh would. Never raises for one grant.
+        """
+        now = self.clock.now()
+        with self.engine.connect() as conn:
+            stuck = conn.execute(
+                select(oauth_grants.c.grant_id, oauth_grants.c.refresh_since)
+                .where(
+                    oauth_grants.c.status == GRANT_ACTIVE,
+                    oauth_grants.c.refresh_holder.is_not(None),
+                    oauth_grants.c.refresh_lease_until <= now,
+                )
+                .order_by(oauth_grants.c.refresh_since, oauth_grants.c.grant_id)
+            ).all()
+
+        def finished(grant: Row) -> Secret | None:
+            return self._decrypt_access(grant) if grant.refresh_holder is None else None
+
+        results = []
+        for grant_id, since in stuck:
+            if since is not None and now - since > REFRESH_GRACE:
+                log.warning("grant %s: refresh interrupted at %s, past Xero's grace; trying anyway", grant_id, since)
+            try:
+                self._refresh(grant_id, self._grant_label(grant_id), None, reuse=finished)
+                results.append(Recovery(grant_id, since, True))
+            except (XPMAuthError, IdentityError) as exc:
+                results.append(Recovery(grant_id, since, False, str(exc)))
+        return results
+
     # -- the refresh protocol -----------------------------------------------------------------
 
     def _refresh(self, grant_id: str, label: str, tenant_id: str | None, *, reuse: _Reuse) -> Secret:
-        failure: Exception | None = None
-        with write_transaction(self.engine) as conn:
-            grant = conn.execute(
-                select(oauth_grants).where(oauth_grants.c.grant_id == grant_id).with_for_update()
-            ).one_or_none()
+        """Lease, call Xero with no transaction open, compare-and-set the answer (module docstring)."""
+        deadline = self.clock.now() + self.refresh_lease * 2  # a live holder's lease ends by then
+        while True:
+            grant = self._read_grant(grant_id)
             if grant is None or grant.status == GRANT_REVOKED:
                 raise TenantNotConnected(f"XPM tenant {label} is not connected; {CONNECT_HINT}")
             if grant.status == GRANT_NEEDS_REAUTH:
                 raise self._reauth(label, tenant_id, grant_id)
             current = reuse(grant)
             if current is not None:
-                return current  # another process refreshed while we waited for the lock
+                return current  # another process refreshed meanwhile
             if grant.client_id != self.oauth.client_id:
                 raise IdentityError(
                     f"XPM tenant {label} was connected with client id {grant.client_id!r}, but XPM_CLIENT_ID is "
                     f"{self.oauth.client_id!r}; set it back or {CONNECT_HINT}"
                 )
-            old_refresh = self.cipher.decrypt(grant.refresh_token_enc)
             now = self.clock.now()
-            try:
-                new = self._call_refresh(old_refresh, grant_id)
-            except InvalidGrant as exc:
-                self._record_failure(conn, grant_id, scrub(str(exc), [old_refresh.reveal()]), now, GRANT_NEEDS_REAUTH)
-                failure = self._reauth(label, tenant_id, grant_id)
-            except IdentityError as exc:
-                self._record_failure(conn, grant_id, scrub(str(exc), [old_refresh.reveal()]), now, GRANT_ACTIVE)
-                failure = exc
-            else:
-                conn.execute(
-                    update(oauth_grants)
-                    .where(oauth_grants.c.grant_id == grant_id)
-                    .values(
-                        access_token_enc=self.cipher.encrypt(new.access_token),
-                        access_expires_at=new.expires_at,
-                        refresh_token_enc=self.cipher.encrypt(new.refresh_token or old_refresh),
-                        refresh_issued_at=now if new.refresh_token else grant.refresh_issued_at,
-                        refreshed_at=now,
-                        scopes=" ".join(new.scopes) if new.scopes else grant.scopes,
-                        status=GRANT_ACTIVE,
-                        last_error=None,
-                        updated_at=now,
+            if lease_live(grant, now):
+                if now >= deadline:
+                    raise IdentityUnavailable(
+                        f"XPM tenant {label}: another process's token refresh is still in flight; try again"
                     )
-                )
-        if failure is not None:
-            raise failure from None
-        log.info("refreshed the access token of grant %s", grant_id)
+                self.clock.sleep(self.lease_poll_seconds)  # wait for the holder's commit, or its lease end
+                continue
+            holder = new_holder()
+            if not self._take_lease(grant, holder, now):
+                continue  # another process took it first: wait for it
+            if grant.refresh_holder is not None:
+                log.warning("grant %s: redoing a refresh whose process stopped (since %s)", grant_id,
+                            grant.refresh_since)
+            token = self._refresh_leased(grant, holder, label, tenant_id)
+            if token is not None:
+                return token
+            # lost the compare-and-set: another process stored a newer rotation; re-read and use it
+
+    def _refresh_leased(self, grant: Row, holder: str, label: str, tenant_id: str | None) -> Secret | None:
+        """The token call under our lease; None when another process committed a rotation first."""
+        old_refresh = self.cipher.decrypt(grant.refresh_token_enc)
+        killpoint("tokens.before_refresh_call")
+        now = self.clock.now()
+        try:
+            new = self._call_refresh(old_refresh, grant.grant_id)
+        except InvalidGrant as exc:
+            message = scrub(str(exc), [old_refresh.reveal()])
+            if not self._settle(grant, holder, now, status=GRANT_NEEDS_REAUTH, last_error=message, lease=None):
+                return None  # refused because someone else rotated: theirs is the live token
+            raise self._reauth(label, tenant_id, grant.grant_id) from None
+        except IdentityUnavailable as exc:
+            # Xero may have rotated before the answer was lost: keep the lease, expired, so the next
+            # process (or the recovery sensor) redoes the refresh with this token inside its grace.
+            self._settle(grant, holder, now, status=GRANT_ACTIVE, last_error=scrub(str(exc), [old_refresh.reveal()]),
+                         lease=now)
+            raise
+        except IdentityError as exc:
+            self._settle(grant, holder, now, status=GRANT_ACTIVE, last_error=scrub(str(exc), [old_refresh.reveal()]),
+                         lease=None)
+            raise
+        killpoint("tokens.after_refresh_answer")
+        if not self._commit_rotation(grant, new, old_refresh, now):
+            log.info("grant %s: another process stored a rotation first; using it", grant.grant_id)
+            return None
+        log.info("refreshed the access token of grant %s", grant.grant_id)
         return new.access_token
+
+    def _read_grant(self, grant_id: str) -> Row | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(oauth_grants).where(oauth_grants.c.grant_id == grant_id)).one_or_none()
+
+    def _take_lease(self, grant: Row, holder: str, now: datetime) -> bool:
+        """Compare-and-set: the lease is ours if the generation is unchanged and no live lease exists."""
+        free = or_(oauth_grants.c.refresh_holder.is_(None), oauth_grants.c.refresh_lease_until <= now)
+        with write_transaction(self.engine) as conn:
+            taken = conn.execute(
+                update(oauth_grants)
+                .where(
+                    oauth_grants.c.grant_id == grant.grant_id,
+                    oauth_grants.c.status == GRANT_ACTIVE,
+                    oauth_grants.c.refresh_generation == grant.refresh_generation,
+                    free,
+                )
+                .values(refresh_holder=holder, refresh_since=now, refresh_lease_until=now + self.refresh_lease)
+            ).rowcount
+        return taken == 1
+
+    def _commit_rotation(self, grant: Row, new: TokenSet, old_refresh: Secret, now: datetime) -> bool:
+        """Store the new pair if nobody stored another rotation since our lease began; frees the lease."""
+        with write_transaction(self.engine) as conn:
+            stored = conn.execute(
+                update(oauth_grants)
+                .where(
+                    oauth_grants.c.grant_id == grant.grant_id,
+                    oauth_grants.c.refresh_generation == grant.refresh_generation,
+                    oauth_grants.c.status == GRANT_ACTIVE,
+                )
+                .values(
+                    access_token_enc=self.cipher.encrypt(new.access_token),
+                    access_expires_at=new.expires_at,
+                    refresh_token_enc=self.cipher.encrypt(new.refresh_token or old_refresh),
+                    refresh_issued_at=now if new.refresh_token else grant.refresh_issued_at,
+                    refreshed_at=now,
+                    scopes=" ".join(new.scopes) if new.scopes else grant.scopes,
+                    status=GRANT_ACTIVE,
+                    last_error=None,
+                    updated_at=now,
+                    refresh_generation=grant.refresh_generation + 1,
+                    refresh_holder=None,
+                    refresh_since=None,
+                    refresh_lease_until=None,
+                )
+            ).rowcount
+            killpoint("tokens.before_refresh_commit")
+        return stored == 1
+
+    def _settle(self, grant: Row, holder: str, now: datetime, *, status: str, last_error: str,
+                lease: datetime | None) -> bool:
+        """Record a failed refresh if no rotation was stored meanwhile. ``lease``: None frees it; a time
+        keeps it, ending then (outcome unknown: to be redone)."""
+        keep = {"refresh_lease_until": lease} if lease is not None else {
+            "refresh_holder": None, "refresh_since": None, "refresh_lease_until": None}
+        with write_transaction(self.engine) as conn:
+            return conn.execute(
+                update(oauth_grants)
+                .where(
+                    oauth_grants.c.grant_id == grant.grant_id,
+                    oauth_grants.c.refresh_generation == grant.refresh_generation,
+                    oauth_grants.c.refresh_holder == holder,
+                )
+                .values(status=status, last_error=last_error, updated_at=now, **keep)
+            ).rowcount == 1
 
     def _call_refresh(self, old_refresh: Secret, grant_id: str) -> TokenSet:
         """A lost answer may mean Xero rotated already; the old token stays valid for 30 min, so retry."""
@@ -368,13 +533,6 @@ class TokenStore:
                     raise
                 log.warning("grant %s: %s; retry %d with the same refresh token", grant_id, exc, attempt)
                 self.clock.sleep(self.retry_delay_seconds * attempt)
-
-    def _record_failure(self, conn, grant_id: str, message: str, now: datetime, status: str) -> None:
-        conn.execute(
-            update(oauth_grants)
-            .where(oauth_grants.c.grant_id == grant_id)
-            .values(status=status, last_error=message, updated_at=now)
-        )
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -395,6 +553,8 @@ class TokenStore:
                 oauth_grants.c.refresh_issued_at,
                 oauth_grants.c.refreshed_at,
                 oauth_grants.c.last_error,
+                oauth_grants.c.refresh_holder,
+                oauth_grants.c.refresh_lease_until,
             )
             .join(oauth_grants, oauth_grants.c.grant_id == tenants.c.grant_id)
             .where(tenants.c.tenant_id == tenant_id)
@@ -422,6 +582,11 @@ class TokenStore:
 
     def _decrypt_access(self, row: Row) -> Secret | None:
         return self.cipher.decrypt(row.access_token_enc) if row.access_token_enc else None
+
+    def _usable(self, row: Row) -> Secret | None:
+        """The stored access token, unless it is near expiry or a refresh was interrupted (redo that first:
+        the stored refresh token may be inside its last 30 minutes)."""
+        return None if interrupted(row, self.clock.now()) else self._still_valid(row)
 
     def _still_valid(self, row: Row) -> Secret | None:
         if row.access_token_enc is None or row.access_expires_at is None:
@@ -451,3 +616,8 @@ class TokenStore:
             self.oauth.revoke(self.cipher.decrypt(grant.refresh_token_enc))
         except IdentityError as exc:
             log.warning("grant %s: revocation at Xero failed (%s); the tokens are dropped locally anyway", grant.grant_id, exc)
+
+
+def recover_interrupted_refreshes(store: TokenStore) -> list[Recovery]:
+    """What the recovery sensor runs: ``TokenStore.recover_interrupted`` (no Dagster needed)."""
+    return store.recover_interrupted()
