@@ -373,14 +373,16 @@ def test_lies_on_a_get_without_nested_lists(api):
     assert api.xml(f"job.api/get/{job.job_number}").find("Job") is None
 
 
-@pytest.mark.parametrize("spec", [
-    {"kind": "lie_cut", "fraction": 0}, {"kind": "lie_cut", "fraction": 1}, {"kind": "lie_cut", "colour": "red"},
-    {"kind": "lie_other_tenant", "source_tenant": "00000000-0000-0000-0000-000000000000"},
-    {"kind": "lie_other_tenant", "source_tenant": 7},
+@pytest.mark.parametrize("spec, says", [
+    ({"kind": "lie_cut", "fraction": 0}, "fraction must be in (0, 1)"),
+    ({"kind": "lie_cut", "fraction": 1}, "fraction must be in (0, 1)"),
+    ({"kind": "lie_cut", "colour": "red"}, "lie_cut takes no parameter 'colour' (takes: fraction)"),
+    ({"kind": "lie_other_tenant", "source_tenant": "00000000-0000-0000-0000-000000000000"}, "source_tenant must be"),
+    ({"kind": "lie_other_tenant", "source_tenant": 7}, "source_tenant must be a tenant of this sandbox, got 7"),
 ])
-def test_bad_lie_specs(api, spec):
+def test_bad_lie_specs(api, spec, says):
     answer = api.admin("POST", "faults", {"path": "staff.api/list", **spec})
-    assert answer.status_code == 400 and "\n" not in answer.json()["error"]
+    assert answer.status_code == 400 and says in answer.json()["error"] and "\n" not in answer.json()["error"]
 
 
 def test_lie_other_tenant_needs_another_tenant(api, clock):
