@@ -283,6 +283,22 @@ expired_token      401 with WWW-Authenticate invalid_token, not counted
 invalid_grant      token endpoint: 400 {"error": "invalid_grant"}, nothing changed
 lost_refresh       mode=close|reset (close), token endpoint: the rotation is committed (the old refresh
                    token enters its grace period, a new one exists), then the answer is dropped
+lie_missing_list   HTTP 200 <Status>OK</Status> without the list element (``<Response><Status>OK</Status>
+                   </Response>``); on a get (``clientgroup.api/get``, ``job.api/get``), without the entity element
+lie_empty_list     the list element present and empty (``<Jobs/>``, ``<StaffList/>``, ``<Times/>``)
+lie_cut            fraction (0.1): only the first ceil(n * fraction) items of the list
+lie_duplicate      every item twice, each copy right after its original
+lie_other_tenant   source_tenant (optional): the list as another practice of the sandbox answers the same
+                   call: ``source_tenant``'s, else the first other tenant whose list has items, else the
+                   first other tenant's (empty) list; refused on a one-tenant sandbox
+
+The lies are rewrites of the real answer (the call runs first) and apply to any OK answer holding a
+registry entity (``xpm_pipeline.entities``): its list element (``<Clients>``, ``<Groups>``, ``<StaffList>``,
+``<TaskList>``, ``<Jobs>``, ``<Times>``) on ``client.api/list``, ``clientgroup.api/list``, ``staff.api/list``,
+``task.api/list``, ``job.api/current``, ``job.api/list``, ``time.api/list``, ...; on a get, the entity's nested
+lists (group members, job tasks, client contacts) or, without any (staff, task, time), the entity element
+itself as a one-item list (empty then removes it, cut keeps it, duplicate repeats it); other_tenant on a
+get answers another tenant's first entity of that kind. An ERROR answer is sent as it is.
 
 The output faults (truncated, malformed, doctype, oversized) run the call first, so writes commit.
 On identity paths ``status`` answers JSON ``server_error``/``temporarily_unavailable``, ``error_200``

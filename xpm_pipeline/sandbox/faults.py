@@ -11,12 +11,16 @@ When a fault is consulted (its *stage*) decides what "a matching call" means:
   every matching call that arrives;
 * ``admitted`` (all other kinds on XPM paths): only calls that passed authentication, the tenant
   check and the rate limits, i.e. calls XPM would have counted and executed.
+
+The ``lie_*`` kinds (``LIE_KINDS``) answer a well-formed HTTP 200 ``<Status>OK</Status>`` document
+whose list lies (``lies.py``): they are admitted-stage faults like the other output faults.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,7 +40,13 @@ KINDS: dict[str, dict[str, Any]] = {
     "expired_token": {},
     "invalid_grant": {},
     "lost_refresh": {"mode": "close"},  # close | reset
+    "lie_missing_list": {},
+    "lie_empty_list": {},
+    "lie_cut": {"fraction": 0.1},  # keep the first ceil(n * fraction) items
+    "lie_duplicate": {},
+    "lie_other_tenant": {"source_tenant": None},  # whose items (default: the first other tenant with some)
 }
+LIE_KINDS = frozenset(k for k in KINDS if k.startswith("lie_"))
 CHOICES = {
     ("drop_after_commit", "mode"): ("close", "reset", "hang"),
     ("truncated", "mode"): ("body", "connection"),
@@ -86,7 +96,8 @@ class Fault:
 
 
 class Faults:
-    def __init__(self) -> None:
+    def __init__(self, tenants: Callable[[], Iterable[str]] | None = None) -> None:
+        self._tenants = tenants  # the sandbox's tenant ids, to check lie_other_tenant's source
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._next = 1
@@ -122,12 +133,28 @@ class Faults:
             raise FaultSpecError("status must be an HTTP error status (400-599)")
         if kind == "truncated" and not 0 <= params["fraction"] < 1:
             raise FaultSpecError("fraction must be in [0, 1)")
+        if kind == "lie_cut" and not 0 < params["fraction"] < 1:
+            raise FaultSpecError("fraction must be in (0, 1)")
+        if kind == "lie_other_tenant":
+            params["source_tenant"] = self._check_source(params["source_tenant"], tenant)
         with self._lock:
             fault = Fault(id=f"f{self._next}", path=path.strip(), kind=kind, method=method, tenant=tenant,
                           count=count, after=after, params=params)
             self._next += 1
             self._faults.append(fault)
             return fault
+
+    def _check_source(self, source: Any, tenant: str | None) -> str | None:
+        known = [t.lower() for t in self._tenants()] if self._tenants else []
+        if self._tenants and len(known) < 2:
+            raise FaultSpecError("lie_other_tenant needs a sandbox with at least 2 tenants")
+        if source is None:
+            return None
+        if not isinstance(source, str) or (self._tenants and source.strip().lower() not in known):
+            raise FaultSpecError(f"source_tenant must be a tenant of this sandbox, got {source!r}")
+        if tenant and tenant.strip().lower() == source.strip().lower():
+            raise FaultSpecError("source_tenant must differ from the tenant the fault matches")
+        return source.strip().lower()
 
     def take(self, stage: str, method: str, path: str, tenant: str | None, *, identity_path: bool) -> Fault | None:
         """The fault to apply to this call, if any; counts the call for every matching fault."""

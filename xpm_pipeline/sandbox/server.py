@@ -7,7 +7,8 @@ latency. Each XPM call goes through the same pipeline, in this order:
 1. request log entry; faults of the ``arrival`` stage (``reset``, ``expired_token``, ``rate_limit``);
 2. Bearer token (401 ``invalid_token``), ``Xero-Tenant-Id`` (``bad_tenant_status``), scope (403);
 3. rate limits (429, uncounted); from here the call counts and holds a concurrency slot;
-4. faults of the ``admitted`` stage; the handler under the tenant's lock; output faults;
+4. faults of the ``admitted`` stage; the handler under the tenant's lock; output faults (including
+   the ``lie_*`` rewrites of an OK answer, ``lies.py``);
 5. the response, with ``X-*-Remaining`` headers on every XPM answer.
 """
 
@@ -26,13 +27,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from xpm_pipeline.sandbox import data, persist
+from xpm_pipeline.sandbox import data, lies, persist
 from xpm_pipeline.sandbox import render as R
 from xpm_pipeline.sandbox.admin import Admin
 from xpm_pipeline.sandbox.api import Call, resource_of, route
 from xpm_pipeline.sandbox.config import AdjustableClock, SandboxConfig
 from xpm_pipeline.sandbox.errors import XpmError
-from xpm_pipeline.sandbox.faults import Faults
+from xpm_pipeline.sandbox.faults import LIE_KINDS, Faults
 from xpm_pipeline.sandbox.identity import (
     Identity, OAuthError, PageError, first_values, parse_form, scope_allows,
 )
@@ -64,7 +65,7 @@ class SandboxServer:
         self.allow_remote = allow_remote  # admin interface for clients other than this machine (see Admin.allows)
         self.clock = AdjustableClock(self.config.clock)
         self.limiter = Limiter(self.config, self.clock)
-        self.faults = Faults()
+        self.faults = Faults(tenants=lambda: self._state().tenants)
         self.request_log: list[dict[str, Any]] = []
         self._log_lock = threading.Lock()
         self._seq = 0
@@ -481,8 +482,26 @@ class _Handler(BaseHTTPRequestHandler):
             pad = [PAD] * (total // len(PAD)) + ([PAD[: total % len(PAD)]] if total % len(PAD) else [])
             self._send(status, [raw[:close], b"<Padding>", *pad, b"</Padding>", raw[close:]], XML_TYPE, headers,
                        entry)
-        else:  # a kind that does not apply to XPM calls (invalid_grant): answer normally
+        elif kind in LIE_KINDS and status == 200:
+            self._send(status, [lies.tell(kind, fault.params, raw, self._elsewhere(fault, rel, query, tenant_id))],
+                       XML_TYPE, headers, entry)
+        else:  # a kind that does not apply to XPM calls (invalid_grant), or a lie about an error: answer normally
             self._send(status, chunks, XML_TYPE, headers, entry)
+
+    def _elsewhere(self, fault, rel, query, tenant_id) -> lies.Elsewhere:
+        """Other tenants' view of this call for ``lie_other_tenant``: the fault's source first."""
+        sb = self.sb
+        others = [t for t in sb.state.tenants if t != tenant_id]
+        source = fault.params.get("source_tenant")
+        if source in others:
+            others.remove(source)
+            others.insert(0, source)
+
+        def run(other: str, path: str, params: str) -> bytes | None:
+            status, chunks = self._run("GET", path, params, b"", other)  # reads only: never writes elsewhere
+            return b"".join(chunks) if status == 200 else None
+
+        return lies.Elsewhere(run=run, call=(rel, query), tenants=others, today=sb.clock.now().date())
 
     def _run(self, method, rel, query, body, tenant_id) -> tuple[int, list[bytes]]:
         sb = self.sb

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import httpx
 import pytest
 from lxml import etree
 
-from xpm_pipeline_tests.sandbox.conftest import http
+from xpm_pipeline.entities import ENTITIES
+from xpm_pipeline.sandbox import SandboxServer
+from xpm_pipeline_tests.sandbox.conftest import Api, http, make_config
 from xpm_pipeline_tests.sandbox.test_identity import refresh
 from xpm_pipeline_tests.sandbox.test_writes import open_job, timesheet
 
@@ -201,3 +204,191 @@ def test_identity_faults_mangle_and_refuse(sandbox):
         refresh(sandbox, tokens["refresh_token"])
     assert refresh(sandbox, tokens["refresh_token"]).status_code == 200
     assert [e["fault"] for e in sandbox.request_log] == ["truncated", "status", "reset", None]
+
+
+# -- well-formed lies: HTTP 200, <Status>OK</Status>, and a list that says something false ----------------
+
+YEAR = {"from": "20251124", "to": "20261123"}  # the year up to the sandbox's today (conftest START)
+LISTS = [  # every list call the pipeline reads, with the registry entity it lists
+    ("client.api/list", {"detailed": "true"}, ENTITIES["client"]),
+    ("clientgroup.api/list", {}, ENTITIES["client_group"]),
+    ("staff.api/list", {}, ENTITIES["staff"]),
+    ("task.api/list", {}, ENTITIES["task"]),
+    ("job.api/current", {"detailed": "true"}, ENTITIES["job"]),
+    ("job.api/list", {**YEAR, "detailed": "true"}, ENTITIES["job"]),
+    ("time.api/list", {"from": "20261101", "to": "20261130"}, ENTITIES["timesheet"]),
+]
+LIST_IDS = [path for path, _, _ in LISTS]
+
+
+def uuids(root, entity) -> list[str]:
+    """The UUIDs of the list's items, in order (None: the list element is absent)."""
+    wrapper = root.find(entity.list_element)
+    return None if wrapper is None else [item.findtext("UUID") for item in wrapper.iterchildren(entity.element)]
+
+
+def honest_and_lie(api, path, params, entity, kind, **spec) -> tuple[list[str], list[str] | None, etree._Element]:
+    """The honest list, then the lie (parsed raw), then checks the next call is honest again."""
+    honest = uuids(api.xml(path, **params), entity)
+    assert honest, f"{path} lists nothing: the lie would prove nothing"
+    add_fault(api, path=path, kind=kind, **spec)
+    lie = api.xml(path, **params)  # HTTP 200, text/xml, <Status>OK</Status>: well-formed
+    entry = last(api, path)
+    assert entry["fault"] == kind and entry["counted"]  # an admitted-stage fault: a real, counted call
+    assert uuids(api.xml(path, **params), entity) == honest  # count=1: the next call is honest
+    return honest, uuids(lie, entity), lie
+
+
+@pytest.mark.parametrize("path, params, entity", LISTS, ids=LIST_IDS)
+def test_lie_missing_list(api, path, params, entity):
+    _, lie, root = honest_and_lie(api, path, params, entity, "lie_missing_list")
+    assert lie is None and [child.tag for child in root] == ["Status"]
+
+
+@pytest.mark.parametrize("path, params, entity", LISTS, ids=LIST_IDS)
+def test_lie_empty_list(api, path, params, entity):
+    _, lie, root = honest_and_lie(api, path, params, entity, "lie_empty_list")
+    assert lie == [] and len(root.find(entity.list_element)) == 0
+
+
+@pytest.mark.parametrize("path, params, entity", LISTS, ids=LIST_IDS)
+def test_lie_cut_keeps_the_first_tenth_rounded_up(api, path, params, entity):
+    honest, lie, _ = honest_and_lie(api, path, params, entity, "lie_cut")
+    assert lie == honest[: math.ceil(len(honest) / 10)]
+
+
+def test_lie_cut_fraction(api):
+    honest, lie, _ = honest_and_lie(api, *LISTS[-1], "lie_cut", fraction=0.5)
+    assert lie == honest[: math.ceil(len(honest) / 2)] and len(lie) < len(honest)
+
+
+@pytest.mark.parametrize("path, params, entity", LISTS, ids=LIST_IDS)
+def test_lie_duplicate(api, path, params, entity):
+    honest, lie, _ = honest_and_lie(api, path, params, entity, "lie_duplicate")
+    assert lie == [uuid for uuid in honest for _ in range(2)]
+
+
+@pytest.mark.parametrize("path, params, entity", LISTS, ids=LIST_IDS)
+def test_lie_other_tenant(api, path, params, entity):
+    other = Api(api.sb, api.sb.tenant_ids[1])
+    theirs = uuids(other.xml(path, **params), entity)
+    honest, lie, _ = honest_and_lie(api, path, params, entity, "lie_other_tenant")
+    assert lie == theirs and lie and not set(lie) & set(honest)
+
+
+def test_lie_other_tenant_source_and_a_tenant_without_data(clock):
+    with SandboxServer(make_config(clock=clock, tenants=3)) as sb:
+        api = Api(sb)
+        _, second, third = sb.tenant_ids
+        path, params, entity = LISTS[2]
+        honest, lie, _ = honest_and_lie(api, path, params, entity, "lie_other_tenant", source_tenant=third)
+        assert lie == uuids(Api(sb, third).xml(path, **params), entity)
+        # Jobs created today: only this tenant has one, so no other tenant has data: the first other
+        # tenant's (empty) list is the lie.
+        client = next(iter(api.tenant.clients))
+        made = api.admin("POST", f"tenants/{api.tenant_id}/jobs",
+                         {"name": "Made today", "client_uuid": client})
+        assert made.status_code == 200, made.text
+        today = {"from": "20261123", "to": "20261123"}
+        for tenant in (second, third):
+            assert uuids(Api(sb, tenant).xml("job.api/list", **today), ENTITIES["job"]) == []
+        honest, lie, root = honest_and_lie(api, "job.api/list", today, ENTITIES["job"], "lie_other_tenant")
+        assert honest == [made.json()["uuid"]] and lie == []
+
+
+def test_lie_after_and_count(api):
+    path, params, entity = LISTS[2]
+    honest = uuids(api.xml(path, **params), entity)
+    add_fault(api, path="staff.api/*", kind="lie_duplicate", after=1, count=2, method="GET", tenant=api.tenant_id)
+    answers = [uuids(api.xml(path, **params), entity) for _ in range(4)]
+    doubled = [u for u in honest for _ in range(2)]
+    assert answers == [honest, doubled, doubled, honest]
+    assert [e["fault"] for e in api.sb.request_log[-4:]] == [None, "lie_duplicate", "lie_duplicate", None]
+    assert api.admin("GET", "faults").json()[0]["remaining"] == 0
+
+
+def test_lie_about_an_error_answer_sends_the_error(api):
+    add_fault(api, path="job.api/list", kind="lie_missing_list")
+    assert "from" in api.error(api.get("job.api/list"), 400)  # the real ERROR, untouched; the fault is spent
+    assert last(api, "job.api/list")["fault"] == "lie_missing_list"
+    assert uuids(api.xml("job.api/list", **YEAR), ENTITIES["job"])
+
+
+def group_get(api) -> tuple[str, etree._Element]:
+    """A group with at least two members, and its honest get answer."""
+    for group in api.tenant.groups.values():
+        if len(group.members) >= 2:
+            path = f"clientgroup.api/get/{group.uuid}"
+            return path, api.xml(path)
+    raise AssertionError("no group with two members in the sandbox")
+
+
+def members(root) -> list[str] | None:
+    group = root.find("Group")
+    return None if group is None else [c.findtext("UUID") for c in group.iterfind("Clients/Client")]
+
+
+@pytest.mark.parametrize("kind, expect", [
+    ("lie_missing_list", lambda honest: None),
+    ("lie_empty_list", lambda honest: []),
+    ("lie_cut", lambda honest: honest[:1]),
+    ("lie_duplicate", lambda honest: [u for u in honest for _ in range(2)]),
+])
+def test_lies_on_a_group_get_are_about_its_members(api, kind, expect):
+    path, honest = group_get(api)
+    add_fault(api, path="clientgroup.api/get/*", kind=kind)
+    lie = api.xml(path)
+    assert members(lie) == expect(members(honest))
+    if lie.find("Group") is not None:
+        assert lie.findtext("Group/UUID") == honest.findtext("Group/UUID")
+    assert members(api.xml(path)) == members(honest)
+
+
+def test_lie_other_tenant_on_gets(api):
+    other = api.sb.state.tenant(api.sb.tenant_ids[1])
+    path, honest = group_get(api)
+    add_fault(api, path="clientgroup.api/get/*", kind="lie_other_tenant")
+    lie = api.xml(path)
+    group = other.groups[lie.findtext("Group/UUID")]  # another tenant's group, with its own members
+    assert members(lie) == [c.uuid for c in group.members]
+    job = next(iter(api.tenant.jobs.values()))
+    add_fault(api, path="job.api/get", kind="lie_other_tenant")
+    assert api.xml(f"job.api/get/{job.job_number}").findtext("Job/UUID") in other.jobs_by_uuid
+    entry = next(iter(api.tenant.times.values()))
+    add_fault(api, path="time.api/get", kind="lie_other_tenant")
+    assert api.xml(f"time.api/get/{entry.uuid}").findtext("Time/UUID") in other.times
+
+
+def test_lies_on_a_get_without_nested_lists(api):
+    entry = next(iter(api.tenant.times.values()))
+    path = f"time.api/get/{entry.uuid}"
+    add_fault(api, path=path, kind="lie_duplicate")
+    assert [t.findtext("UUID") for t in api.xml(path).iterfind("Time")] == [entry.uuid, entry.uuid]
+    add_fault(api, path=path, kind="lie_empty_list")
+    assert api.xml(path).find("Time") is None
+    add_fault(api, path=path, kind="lie_missing_list")
+    assert api.xml(path).find("Time") is None
+    add_fault(api, path="job.api/get", kind="lie_missing_list")
+    job = next(iter(api.tenant.jobs.values()))
+    assert api.xml(f"job.api/get/{job.job_number}").find("Job") is None
+
+
+@pytest.mark.parametrize("spec, says", [
+    ({"kind": "lie_cut", "fraction": 0}, "fraction must be in (0, 1)"),
+    ({"kind": "lie_cut", "fraction": 1}, "fraction must be in (0, 1)"),
+    ({"kind": "lie_cut", "colour": "red"}, "lie_cut takes no parameter 'colour' (takes: fraction)"),
+    ({"kind": "lie_other_tenant", "source_tenant": "00000000-0000-0000-0000-000000000000"}, "source_tenant must be"),
+    ({"kind": "lie_other_tenant", "source_tenant": 7}, "source_tenant must be a tenant of this sandbox, got 7"),
+])
+def test_bad_lie_specs(api, spec, says):
+    answer = api.admin("POST", "faults", {"path": "staff.api/list", **spec})
+    assert answer.status_code == 400 and says in answer.json()["error"] and "\n" not in answer.json()["error"]
+
+
+def test_lie_other_tenant_needs_another_tenant(api, clock):
+    same = api.admin("POST", "faults", {"path": "staff.api/list", "kind": "lie_other_tenant",
+                                        "tenant": api.tenant_id, "source_tenant": api.tenant_id})
+    assert same.status_code == 400 and "differ" in same.json()["error"]
+    with SandboxServer(make_config(clock=clock, tenants=1)) as sb:
+        answer = http.post(sb.base_url + "/_sandbox/faults", json={"path": "x", "kind": "lie_other_tenant"})
+        assert answer.status_code == 400 and "2 tenants" in answer.json()["error"]
