@@ -40,6 +40,7 @@ MIGRATION_MODULES: list[str] = [
     "xpm_pipeline.export.tables",  # 20, 21: export queue, audit log, v_export_queue
     "xpm_pipeline.warehouse.key_order",  # 22: key-first primary keys, identifiers in byte order
     "xpm_pipeline.sync.removals",  # 23: held removals, removals waiting for confirmation
+    "xpm_pipeline.warehouse.view_upgrade",  # 25: analyst views with hours to 2 places, tenant name, comments
 ]
 """Modules whose ``@migration`` declarations ``migrate()`` imports first (append yours)."""
 
