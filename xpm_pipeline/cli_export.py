@@ -1,4 +1,7 @@
-"""``xpm-pipeline export ...`` and ``xpm-pipeline queue``: queue changes for XPM, send them, see the outbox."""
+"""``xpm-pipeline export ...`` and ``xpm-pipeline queue``: queue changes for XPM, send them, see the outbox.
+
+Only ``export drain`` talks to XPM and needs its credentials; the others work on the warehouse alone
+(the tenant must be registered there), so an analyst can queue and plan without the app's secret."""
 
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def export_add(
     from xpm_pipeline.runtime import open_runtime
 
     changes = read_change_file(file)  # before touching the warehouse: a bad file changes nothing
-    runtime = open_runtime()
+    runtime = open_runtime(xpm=False)
     try:
         result = enqueue(runtime.engine, tenant, changes, source=file.name, clock=runtime.clock)
     finally:
@@ -123,7 +126,7 @@ def export_dry_run(
     from xpm_pipeline.export.dryrun import plan
     from xpm_pipeline.runtime import open_runtime
 
-    runtime = open_runtime()
+    runtime = open_runtime(xpm=False)
     try:
         _check_known(runtime, tenant)
         result = plan(runtime.engine, runtime.ledger, tenant)
@@ -157,13 +160,23 @@ def export_retry_dead(
     from xpm_pipeline.export.queue import reset_dead
     from xpm_pipeline.runtime import open_runtime
 
-    runtime = open_runtime()
+    runtime = open_runtime(xpm=False)
     try:
         _check_known(runtime, tenant)
         count = reset_dead(runtime.engine, tenant, item, clock=runtime.clock)
     finally:
         runtime.close()
     console.print(f"{count} dead item(s) back in the queue", highlight=False)
+
+
+def _registered_tenants(runtime) -> list[str]:
+    """Every tenant the warehouse knows, connected or not, by name (no token store: no credentials needed)."""
+    from sqlalchemy import select
+
+    from xpm_pipeline.warehouse.control import tenants
+
+    with runtime.engine.connect() as conn:
+        return list(conn.execute(select(tenants.c.tenant_id).order_by(tenants.c.tenant_name, tenants.c.tenant_id)).scalars())
 
 
 def _items_table(items, now: datetime, *, title: str) -> Table:
@@ -196,13 +209,13 @@ def queue(
     if unknown:
         raise typer.BadParameter(f"unknown status {', '.join(unknown)}; choose from {', '.join(T.STATUSES)}",
                                  param_hint="--status")
-    runtime = open_runtime()
+    runtime = open_runtime(xpm=False)
     try:
         if tenant:
             _check_known(runtime, tenant)
             tenant_ids = [tenant]
         else:
-            tenant_ids = [t.tenant_id for t in runtime.tokens.tenants(active_only=False)]
+            tenant_ids = _registered_tenants(runtime)
         if not tenant_ids:
             console.print("no tenants: connect one with `xpm-pipeline connect`")
             return

@@ -66,6 +66,32 @@ def test_add_dry_run_queue_drain_round_trip(env, sandbox, tmp_path):
     assert done.returncode == 0 and "done 5" in done.stdout and "OK" in done.stdout
 
 
+def test_queueing_and_planning_need_no_xpm_credentials(env, sandbox, tmp_path):
+    """add, dry-run, queue and retry-dead only read and write the warehouse; drain calls XPM and needs the app."""
+    tenant = sandbox.tenant_ids[0]
+    no_app = {**env, "XPM_CLIENT_ID": "", "XPM_CLIENT_SECRET": "", "XPM_TOKEN_KEY": ""}
+    path = _file(tmp_path, job_updates(sandbox, tenant, 1, budget="900.00"))
+
+    added = run("export", "add", "--tenant", tenant, "--file", path, env=no_app)
+    assert added.returncode == 0, added.stderr
+    assert "queued 1 new" in added.stdout
+    dry = run("export", "dry-run", "--tenant", tenant, env=no_app)
+    assert dry.returncode == 0, dry.stderr
+    assert "1 item(s), 1 call(s)" in dry.stdout
+    for args in (("queue",), ("queue", "--tenant", tenant)):
+        listed = run(*args, env=no_app)
+        assert listed.returncode == 0, listed.stderr
+        assert "pending 1" in listed.stdout
+    retried = run("export", "retry-dead", "--tenant", tenant, env=no_app)
+    assert retried.returncode == 0 and "0 dead item(s) back in the queue" in retried.stdout
+    assert "unknown tenant 'nobody'" in one_line_error(run("export", "add", "--tenant", "nobody", "--file", path,
+                                                            env=no_app))
+
+    drain = run("export", "drain", "--tenant", tenant, env={**env, "XPM_CLIENT_ID": "", "XPM_CLIENT_SECRET": ""})
+    assert "XPM_CLIENT_ID and XPM_CLIENT_SECRET must be set" in one_line_error(drain)
+    assert "pending 1" in run("queue", "--tenant", tenant, env=env).stdout  # the refused drain sent nothing
+
+
 def test_dead_items_show_why_and_can_be_retried(env, sandbox, tmp_path):
     tenant = sandbox.tenant_ids[0]
     path = _file(tmp_path, [{"kind": "job", "op": "update", "key": "ZZ000000", "fields": {"Budget": "1.00"}}])

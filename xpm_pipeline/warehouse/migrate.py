@@ -41,6 +41,7 @@ MIGRATION_MODULES: list[str] = [
     "xpm_pipeline.warehouse.key_order",  # 22: key-first primary keys, identifiers in byte order
     "xpm_pipeline.sync.removals",  # 23: held removals, removals waiting for confirmation
     "xpm_pipeline.warehouse.refresh_lease",  # 24: refresh lease on xpm_oauth_grants
+    "xpm_pipeline.warehouse.view_upgrade",  # 25: analyst views with hours to 2 places, tenant name, comments
 ]
 """Modules whose ``@migration`` declarations ``migrate()`` imports first (append yours)."""
 

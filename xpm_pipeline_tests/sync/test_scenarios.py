@@ -328,7 +328,7 @@ def test_analyst_views_join_what_the_initial_sync_loaded(engine, client, tenant,
     count, with_staff, with_task, with_client, minutes_from_hours, minutes = enriched
     assert count == live == with_staff == with_task
     assert with_client > 0.9 * count  # entries on jobs completed before the sync have no active job row
-    assert round(float(minutes_from_hours)) == minutes
+    assert abs(float(minutes_from_hours) - minutes) <= 0.3 * count  # hours is rounded to 0.01 h (0.6 min) per entry
     assert {row.entity for row in status} == set(ENTITIES)  # every table, children included
     assert all(row.status == "succeeded" and row.last_success_at is not None for row in status)
 

@@ -1,13 +1,16 @@
--- Live time entries joined to their job, client, staff member and task, with hours derived.
+-- Live time entries joined to their tenant, job, client, staff member and task, with hours derived.
+-- hours is rounded to 2 places (NUMERIC(12, 2); REAL on SQLite, see views.py) so sums read 82.00, not
+-- 81.99999999999999999999. Column comments: view_docs.py.
 -- A time entry's task UUID may name the task on the job or (in some XPM data) its task-list type:
 -- both joins are tried, so either way the task type resolves.
 CREATE VIEW v_timesheets_enriched AS
 SELECT
     ts.tenant_id,
+    tn.tenant_name,
     ts.uuid AS timesheet_uuid,
     ts.entry_date,
     ts.minutes,
-    ts.minutes / 60.0 AS hours,
+    CAST(ROUND(ts.minutes / 60.0, 2) AS NUMERIC(12, 2)) AS hours,
     ts.billable,
     ts.note,
     ts.start_time,
@@ -27,6 +30,8 @@ SELECT
     COALESCE(tl.name, tl_direct.name, jt.name, ts.task_name) AS task_name,
     ts._synced_at
 FROM xpm_timesheets ts
+LEFT JOIN xpm_tenants tn
+       ON tn.tenant_id = ts.tenant_id
 LEFT JOIN xpm_jobs j
        ON j.tenant_id = ts.tenant_id AND j.job_number = ts.job_number AND j._deleted_at IS NULL
 LEFT JOIN xpm_clients c
