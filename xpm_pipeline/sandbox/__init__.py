@@ -39,9 +39,12 @@ admin clock endpoint also works with the default ``SystemClock`` (it keeps an of
 
 One origin serves everything
 ============================
-* XPM: ``/practicemanager/3.1/<resource>.api/...`` (below).
+* XPM: ``/practicemanager/3.1/<resource>.api/...`` (below), and the same under ``/practicemanager/3.0/``
+  (Xero's Postman collection calls 3.0; the sandbox answers both alike, with 3.1's UUIDs). Any other path
+  under ``/practicemanager/`` gets XPM's XML error document with 404.
 * Identity (Xero's own paths): ``GET /identity/connect/authorize``, ``POST /identity/connect/authorize/consent``,
-  ``POST /connect/token``, ``POST /connect/revocation``; connections: ``GET /connections``
+  ``POST /connect/token``, ``POST /connect/revocation`` (form fields urlencoded or ``multipart/form-data``,
+  as Xero accepts); connections: ``GET /connections``
   (optional ``?authEventId=``), ``DELETE /connections/{id}`` (204; 404 when unknown).
 * Admin: ``/_sandbox/...`` (JSON, never under the XPM paths). It answers loopback clients only
   (127.0.0.0/8, ::1, ::ffff:127.x; others get 403) unless ``SandboxServer(..., allow_remote=True)``.
