@@ -15,7 +15,8 @@ Command line (prints exactly one line, then serves until SIGINT/SIGTERM, exit st
 
 (also ``python -m xpm_pipeline.sandbox serve ...``). A bad flag prints one ``error: ...`` line on
 stderr and exits 2; so does a ``--host`` other than loopback without ``--allow-remote`` (with it, a
-``warning: ...`` line on stderr). Python::
+``warning: ...`` line on stderr; a pipeline on another machine then sets ``XPM_IDENTITY_URL`` to the
+sandbox's origin as well as ``XPM_API_BASE_URL``: identity follows the API's origin only on loopback). Python::
 
     from xpm_pipeline.clock import ManualClock
     from xpm_pipeline.sandbox import SandboxServer, SandboxConfig
