@@ -111,11 +111,10 @@ def _compose_interpolate(value: str, host: dict[str, str]) -> str:
     def one(match: re.Match) -> str:
         name, operator, argument = match.groups()
         present = host.get(name)
-        if operator in (":-", ":?") and not present:
-            if operator == ":?":
+        unset = not present if operator in (":-", ":?") else present is None
+        if operator and unset:
+            if operator.endswith("?"):
                 raise AssertionError(f"compose would refuse to start: {argument}")
-            return argument
-        if operator in ("-",) and present is None:
             return argument
         return present or ""
     return _COMPOSE_VARIABLE.sub(one, value)
