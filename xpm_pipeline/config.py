@@ -5,20 +5,30 @@ Other modules take a ``Settings`` (or its fields) as arguments; nothing else rea
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from xpm_pipeline.private_files import private_dir
 from xpm_pipeline.secrets import Secret
 
-REAL_API_BASE = "https://api.xero.com/practicemanager/3.1/"
+REAL_ORIGIN = "https://api.xero.com"
+REAL_API_BASE = f"{REAL_ORIGIN}/practicemanager/3.1/"
 REAL_AUTHORIZE_URL = "https://login.xero.com/identity/connect/authorize"
 REAL_TOKEN_URL = "https://identity.xero.com/connect/token"
 REAL_REVOKE_URL = "https://identity.xero.com/connect/revocation"
 REAL_CONNECTIONS_URL = "https://api.xero.com/connections"
-API_PATH = "/practicemanager/3.1/"
+API_VERSIONS = ("3.0", "3.1")
+DEFAULT_API_VERSION = "3.1"
+# One variable per identity endpoint, each overriding whatever XPM_IDENTITY_URL (or the default) gives.
+ENDPOINT_OVERRIDES = {
+    "authorize_url": "XPM_AUTHORIZE_URL",
+    "token_url": "XPM_TOKEN_URL",
+    "revoke_url": "XPM_REVOKE_URL",
+    "connections_url": "XPM_CONNECTIONS_URL",
+}
 DEFAULT_SCOPES = ("practicemanager", "offline_access")
 
 
@@ -54,14 +64,42 @@ def _warehouse_url(raw: str) -> str:
     return raw
 
 
-def api_base_from(url: str) -> str:
-    """An origin alone (as the sandbox prints it) means XPM's usual path under it."""
+def api_base_from(url: str, version: str | None = None) -> str:
+    """An origin alone (as the sandbox prints it) means XPM's usual path under it, for ``version``
+    (default 3.1). A URL with a path is used as given; a ``version`` it does not name is an error."""
     parts = urlsplit(url)
     _origin(url)
-    path = parts.path if parts.path not in ("", "/") else API_PATH
-    if not path.endswith("/"):
-        path += "/"
+    if version is not None:
+        api_version(version)
+    if parts.path in ("", "/"):
+        path = f"/practicemanager/{version or DEFAULT_API_VERSION}/"
+    else:
+        path = parts.path if parts.path.endswith("/") else parts.path + "/"
+        if version is not None and not path.endswith(f"/practicemanager/{version}/"):
+            raise ConfigError(f"{url!r} does not name API version {version}; set the version in one place only")
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def api_version(raw: str) -> str:
+    if raw not in API_VERSIONS:
+        raise ConfigError(f"unknown XPM API version {raw!r} (use one of {', '.join(API_VERSIONS)})")
+    return raw
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` points at this machine (where a sandbox runs), by name or address."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _http_url(url: str) -> str:
+    _origin(url)
+    return url
 
 
 @dataclass(frozen=True)
@@ -85,6 +123,23 @@ class IdentityEndpoints:
             f"{origin}/connect/revocation",
             f"{origin}/connections",
         )
+
+    @classmethod
+    def from_env(cls, env: dict, api_raw: str | None) -> "IdentityEndpoints":
+        """Xero's own endpoints unless overridden: ``XPM_IDENTITY_URL`` names one origin for all four,
+        ``XPM_AUTHORIZE_URL`` etc. one each. Only a loopback ``XPM_API_BASE_URL`` (the sandbox) lends
+        its origin to identity when ``XPM_IDENTITY_URL`` is unset: the real API's origin never does, so
+        the client secret and refresh tokens go to Xero unless someone says otherwise."""
+        base_raw = env.get("XPM_IDENTITY_URL")
+        if base_raw:
+            base = _named("XPM_IDENTITY_URL", cls.same_origin, base_raw)
+        elif api_raw and is_loopback(api_raw):
+            base = cls.same_origin(api_raw)
+        else:
+            base = cls.real()
+        overrides = {attr: _named(name, _http_url, env[name]) for attr, name in ENDPOINT_OVERRIDES.items()
+                     if env.get(name)}
+        return replace(base, **overrides)
 
 
 def _int_env(env: dict, name: str, default: int, minimum: int = 0) -> int:
@@ -127,14 +182,10 @@ class Settings:
         home = Path(env.get("XPM_HOME", ".xpm"))
         warehouse_url = _warehouse_url(env.get("XPM_WAREHOUSE_URL") or f"sqlite:///{(home / 'warehouse.db').as_posix()}")
         api_raw = env.get("XPM_API_BASE_URL")
-        api_base = _named("XPM_API_BASE_URL", api_base_from, api_raw) if api_raw else REAL_API_BASE
-        identity_raw = env.get("XPM_IDENTITY_URL")
-        if identity_raw:
-            identity = _named("XPM_IDENTITY_URL", IdentityEndpoints.same_origin, identity_raw)
-        elif api_raw:
-            identity = IdentityEndpoints.same_origin(api_raw)
-        else:
-            identity = IdentityEndpoints.real()
+        version_raw = env.get("XPM_API_VERSION")
+        version = _named("XPM_API_VERSION", api_version, version_raw.strip()) if version_raw else None
+        api_base = _named("XPM_API_BASE_URL", lambda raw: api_base_from(raw, version), api_raw or REAL_ORIGIN)
+        identity = IdentityEndpoints.from_env(env, api_raw)
         secret = env.get("XPM_CLIENT_SECRET")
         token_key = env.get("XPM_TOKEN_KEY")
         daily = _int_env(env, "XPM_DAILY_LIMIT", 10_000, minimum=1)

@@ -5,6 +5,8 @@ as dagster.yaml, and the code location serves over gRPC exactly as the container
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -13,11 +15,15 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import httpx
 import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
+from xpm_pipeline.config import Settings
 from xpm_pipeline.defs.instance import RUN_COORDINATOR
+from xpm_pipeline.secrets import Secret
+from xpm_pipeline.xpm.auth import OAuthClient
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "deploy" / "docker"
@@ -85,6 +91,117 @@ def test_helm_values_keep_the_same_limits():
     deployment = values["dagster-user-deployments"]["deployments"][0]
     assert deployment["dagsterApiGrpcArgs"] == ["-m", "xpm_pipeline.definitions"]
     assert values["runLauncher"]["type"] == "K8sRunLauncher"
+
+
+# Xero's own endpoints, spelt out here (not imported) so a changed constant cannot pass unnoticed.
+XERO = {
+    "api": "https://api.xero.com/practicemanager/3.1/",
+    "authorize": "https://login.xero.com/identity/connect/authorize",
+    "token": "https://identity.xero.com/connect/token",
+    "revoke": "https://identity.xero.com/connect/revocation",
+    "connections": "https://api.xero.com/connections",
+}
+# What an operator exports before `docker compose up` (the compose file requires these three).
+HOST_SECRETS = {"XPM_CLIENT_ID": "app-id", "XPM_CLIENT_SECRET": "app-secret-value", "XPM_TOKEN_KEY": "k" * 44}
+_COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+def _compose_interpolate(value: str, host: dict[str, str]) -> str:
+    """Compose's ``${NAME}``, ``${NAME:-default}``, ``${NAME-default}`` and ``${NAME:?message}``."""
+    def one(match: re.Match) -> str:
+        name, operator, argument = match.groups()
+        present = host.get(name)
+        unset = not present if operator in (":-", ":?") else present is None
+        if operator and unset:
+            if operator.endswith("?"):
+                raise AssertionError(f"compose would refuse to start: {argument}")
+            return argument
+        return present or ""
+    return _COMPOSE_VARIABLE.sub(one, value)
+
+
+def _image_env() -> dict[str, str]:
+    """The ``ENV`` lines of the Dockerfile: every container of the image starts with these."""
+    env: dict[str, str] = {}
+    for line in (DOCKER / "Dockerfile").read_text().splitlines():
+        if line.startswith("ENV "):
+            for pair in shlex.split(line[4:]):
+                name, _, value = pair.partition("=")
+                env[name] = value
+    return env
+
+
+def _compose_env(service: str, host: dict[str, str]) -> dict[str, str]:
+    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text())
+    declared = compose["services"][service]["environment"]
+    return _image_env() | {name: _compose_interpolate(str(value), host) for name, value in declared.items()}
+
+
+def _docker_run_env(host: dict[str, str]) -> dict[str, str]:
+    """A run container: the image's ENV plus what DockerRunLauncher passes on from the daemon."""
+    daemon = _compose_env("daemon", host)
+    passed = yaml.safe_load((DOCKER / "dagster.yaml").read_text())["run_launcher"]["config"]["env_vars"]
+    return _image_env() | {name: daemon[name] for name in passed if name in daemon}
+
+
+def _helm_env() -> dict[str, str]:
+    """The code location's pod (and its runs): the image's ENV, the secret, then the values' env list."""
+    values = yaml.safe_load((K8S / "values.yaml").read_text())
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    return _image_env() | HOST_SECRETS | {item["name"]: str(item["value"]) for item in deployment.get("env", [])}
+
+
+def _endpoints(env: dict[str, str]) -> dict[str, str]:
+    settings = Settings.from_env(env)
+    identity = settings.identity
+    return {"api": settings.api_base_url, "authorize": identity.authorize_url, "token": identity.token_url,
+            "revoke": identity.revoke_url, "connections": identity.connections_url}
+
+
+def _shipped_environments() -> dict[str, dict[str, str]]:
+    shipped = {f"compose {name}": _compose_env(name, HOST_SECRETS) for name in ("code", "webserver", "daemon")}
+    shipped["docker run container"] = _docker_run_env(HOST_SECRETS)
+    shipped["helm code location"] = _helm_env()
+    shipped["image alone"] = _image_env()
+    return shipped
+
+
+def test_every_shipped_config_talks_to_xeros_own_endpoints():
+    resolved = {where: _endpoints(env) for where, env in _shipped_environments().items()}
+    assert resolved == {where: XERO for where in resolved}
+
+
+def test_a_shipped_config_sends_the_client_secret_and_refresh_token_only_to_xero_identity():
+    """A refresh and a revocation through the real client, as the daemon's settings configure it."""
+    settings = Settings.from_env(_compose_env("daemon", HOST_SECRETS))
+    seen: list[tuple[str, bytes, str]] = []
+
+    def identity(request: httpx.Request) -> httpx.Response:
+        seen.append((str(request.url), request.read(), request.headers.get("authorization", "")))
+        if request.url.path.endswith("/token"):
+            return httpx.Response(200, json={"access_token": "a", "refresh_token": "r2", "expires_in": 1800})
+        return httpx.Response(200)
+
+    with httpx.Client(transport=httpx.MockTransport(identity)) as http:
+        oauth = OAuthClient(settings.identity, settings.client_id, settings.client_secret, http=http)
+        oauth.refresh(Secret("refresh-token-value"))
+        oauth.revoke(Secret("refresh-token-value"))
+    assert [url for url, _, _ in seen] == [XERO["token"], XERO["revoke"]]
+    assert all(b"refresh-token-value" in body and authorization.startswith("Basic ") for _, body, authorization in seen)
+
+
+def test_endpoint_overrides_set_on_the_host_reach_the_daemon_and_every_run():
+    host = HOST_SECRETS | {"XPM_API_VERSION": "3.0", "XPM_TOKEN_URL": "https://token.example.com/t",
+                           "XPM_AUTHORIZE_URL": "https://login.example.com/a",
+                           "XPM_REVOKE_URL": "https://token.example.com/r",
+                           "XPM_CONNECTIONS_URL": "https://api.example.com/c"}
+    expected = {"api": "https://api.xero.com/practicemanager/3.0/", "authorize": "https://login.example.com/a",
+                "token": "https://token.example.com/t", "revoke": "https://token.example.com/r",
+                "connections": "https://api.example.com/c"}
+    assert _endpoints(_compose_env("daemon", host)) == expected
+    assert _endpoints(_docker_run_env(host)) == expected
+    identity_origin = HOST_SECRETS | {"XPM_IDENTITY_URL": "https://id.example.com"}
+    assert _endpoints(_docker_run_env(identity_origin))["token"] == "https://id.example.com/connect/token"
 
 
 def _free_port() -> int:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from xpm_pipeline.config import Settings
+from xpm_pipeline.config import ENDPOINT_OVERRIDES, Settings
 from xpm_pipeline.defs.instance import write_local_instance
 from xpm_pipeline.private_files import private_dir
 from xpm_pipeline.secrets import local_token_key
@@ -44,7 +44,7 @@ def ui_environment(options: UIOptions, sandbox, base: dict[str, str] | None = No
     """The environment ``dagster dev`` (and every run it launches) gets: XPM_* at the sandbox."""
     home = options.home.resolve()
     env = dict(os.environ if base is None else base)
-    for name in ("XPM_IDENTITY_URL", "XPM_DAILY_LIMIT", "XPM_DAILY_RESERVE"):
+    for name in ("XPM_IDENTITY_URL", *ENDPOINT_OVERRIDES.values(), "XPM_DAILY_LIMIT", "XPM_DAILY_RESERVE"):
         env.pop(name, None)
     env.update({
         "XPM_HOME": str(home),

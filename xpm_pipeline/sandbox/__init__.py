@@ -15,7 +15,8 @@ Command line (prints exactly one line, then serves until SIGINT/SIGTERM, exit st
 
 (also ``python -m xpm_pipeline.sandbox serve ...``). A bad flag prints one ``error: ...`` line on
 stderr and exits 2; so does a ``--host`` other than loopback without ``--allow-remote`` (with it, a
-``warning: ...`` line on stderr). Python::
+``warning: ...`` line on stderr; a pipeline on another machine then sets ``XPM_IDENTITY_URL`` to the
+sandbox's origin as well as ``XPM_API_BASE_URL``: identity follows the API's origin only on loopback). Python::
 
     from xpm_pipeline.clock import ManualClock
     from xpm_pipeline.sandbox import SandboxServer, SandboxConfig
@@ -39,9 +40,12 @@ admin clock endpoint also works with the default ``SystemClock`` (it keeps an of
 
 One origin serves everything
 ============================
-* XPM: ``/practicemanager/3.1/<resource>.api/...`` (below).
+* XPM: ``/practicemanager/3.1/<resource>.api/...`` (below), and the same under ``/practicemanager/3.0/``
+  (Xero's Postman collection calls 3.0; the sandbox answers both alike, with 3.1's UUIDs). Any other path
+  under ``/practicemanager/`` gets XPM's XML error document with 404.
 * Identity (Xero's own paths): ``GET /identity/connect/authorize``, ``POST /identity/connect/authorize/consent``,
-  ``POST /connect/token``, ``POST /connect/revocation``; connections: ``GET /connections``
+  ``POST /connect/token``, ``POST /connect/revocation`` (form fields urlencoded or ``multipart/form-data``,
+  as Xero accepts); connections: ``GET /connections``
   (optional ``?authEventId=``), ``DELETE /connections/{id}`` (204; 404 when unknown).
 * Admin: ``/_sandbox/...`` (JSON, never under the XPM paths). It answers loopback clients only
   (127.0.0.0/8, ::1, ::ffff:127.x; others get 403) unless ``SandboxServer(..., allow_remote=True)``.

@@ -29,6 +29,8 @@ import secrets
 import threading
 import uuid
 from dataclasses import dataclass, field
+from email import policy as email_policy
+from email.parser import BytesParser
 from datetime import datetime, timedelta
 from html import escape
 from typing import Any
@@ -429,8 +431,28 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
 
 
-def parse_form(body: bytes) -> dict[str, list[str]]:
+def parse_form(body: bytes, content_type: str | None = None) -> dict[str, list[str]]:
+    """An HTML form body: ``application/x-www-form-urlencoded`` (what most clients send, and the default)
+    or ``multipart/form-data`` (Xero's own Postman collection refreshes that way; Xero accepts both).
+    A multipart body that cannot be read gives no fields, so the request is refused as incomplete."""
+    if content_type and content_type.split(";", 1)[0].strip().lower() == "multipart/form-data":
+        return _multipart_fields(body, content_type)
     return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+def _multipart_fields(body: bytes, content_type: str) -> dict[str, list[str]]:
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
+    message = BytesParser(policy=email_policy.HTTP).parsebytes(head + body)
+    fields: dict[str, list[str]] = {}
+    if not message.is_multipart():
+        return fields
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name or part.get_filename() is not None:
+            continue  # a file upload is no form field
+        payload = part.get_payload(decode=True) or b""
+        fields.setdefault(str(name), []).append(payload.decode(part.get_content_charset() or "utf-8", "replace"))
+    return fields
 
 
 def first_values(form: dict[str, list[str]]) -> dict[str, str]:

@@ -39,7 +39,9 @@ from xpm_pipeline.sandbox.identity import (
 )
 from xpm_pipeline.sandbox.limits import Limiter
 
-API_PREFIX = "/practicemanager/3.1/"
+XPM_ROOT = "/practicemanager/"
+API_VERSIONS = ("3.0", "3.1")  # XPM answers under both (Xero's own Postman collection calls 3.0)
+API_PREFIX = f"{XPM_ROOT}3.1/"
 ADMIN_PREFIX = "/_sandbox"
 XML_TYPE = "text/xml; charset=utf-8"
 JSON_TYPE = "application/json; charset=utf-8"
@@ -225,6 +227,16 @@ class SandboxServer:
             return count
 
 
+def xpm_method(path: str) -> str | None:
+    """``client.api/list`` from ``/practicemanager/3.0/client.api/list`` or ``/practicemanager/3.1/...``;
+    None for any other path. Both versions reach the same handlers (3.1's UUID identifiers)."""
+    for version in API_VERSIONS:
+        prefix = f"{XPM_ROOT}{version}/"
+        if path.startswith(prefix):
+            return path[len(prefix):]
+    return None
+
+
 def _problem(status: int, detail: str) -> bytes:
     """Xero's API gateway answers auth and throttling errors with a JSON problem document."""
     return json.dumps({"Type": None, "Title": TITLES.get(status, "Error"), "Status": status, "Detail": detail,
@@ -348,8 +360,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
                 self._admin(method, path[len(ADMIN_PREFIX):].strip("/"), url.query, body)
-            elif path.startswith(API_PREFIX):
+            elif xpm_method(path) is not None:
                 self._xpm(method, path, url.query, body)
+            elif path.startswith(XPM_ROOT) or path == XPM_ROOT.rstrip("/"):
+                self._unknown_xpm_path(method, path, url.query)
             elif path in ("/connect/token", "/connect/revocation", "/identity/connect/authorize",
                           "/identity/connect/authorize/consent") or path == "/connections" \
                     or path.startswith("/connections/"):
@@ -386,7 +400,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _xpm(self, method: str, path: str, query: str, body: bytes) -> None:
         sb = self.sb
-        rel = path[len(API_PREFIX):]
+        rel = xpm_method(path)
         tenant_hdr = (self.headers.get("Xero-Tenant-Id") or "").strip().lower() or None
         entry = sb._log_start(method, path, query, tenant_hdr)
         known_tenant = tenant_hdr if tenant_hdr in sb.state.tenants else None
@@ -432,6 +446,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._xpm_admitted(method, rel, query, body, known_tenant, entry, decision.headers)
         finally:
             sb.limiter.release(known_tenant)
+
+    def _unknown_xpm_path(self, method: str, path: str, query: str) -> None:
+        """Not a version the sandbox serves: XPM's XML error document (404, as for an unknown method)."""
+        entry = self.sb._log_start(method, path, query, None)
+        self._send(404, R.error_document(f"Unknown API path {path}"), XML_TYPE, self.sb.limiter.headers(None), entry)
 
     def _xpm_admitted(self, method, rel, query, body, tenant_id, entry, headers) -> None:
         sb = self.sb
@@ -566,11 +585,13 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/identity/connect/authorize/consent" and method == "POST":
                 self._redirect(sb.identity.decide(parse_form(body), now), entry)
             elif path == "/connect/token" and method == "POST":
-                answer = sb.identity.token(first_values(parse_form(body)), self.headers.get("Authorization"), now,
+                form = first_values(parse_form(body, self.headers.get("Content-Type")))
+                answer = sb.identity.token(form, self.headers.get("Authorization"), now,
                                            after_commit=after_commit)
                 self._json(200, answer, entry, {"Cache-Control": "no-store"})
             elif path == "/connect/revocation" and method == "POST":
-                sb.identity.revoke(first_values(parse_form(body)), self.headers.get("Authorization"))
+                form = first_values(parse_form(body, self.headers.get("Content-Type")))
+                sb.identity.revoke(form, self.headers.get("Authorization"))
                 self._send(200, [], "text/plain", None, entry)
             elif path.startswith("/connections"):
                 self._connections(method, path, query, entry)

@@ -17,7 +17,8 @@ def test_ui_environment_points_everything_at_the_sandbox(tmp_path):
     home = tmp_path / "ui"
     home.mkdir()
     sandbox = SimpleNamespace(base_url="http://127.0.0.1:4321", client_id="cid", client_secret="secret")
-    env = ui_environment(UIOptions(home=home, minute_limit=1000), sandbox, base={"XPM_IDENTITY_URL": "https://x"})
+    env = ui_environment(UIOptions(home=home, minute_limit=1000), sandbox, base={"XPM_IDENTITY_URL": "https://x",
+                                                                                    "XPM_TOKEN_URL": "https://x/t"})
     settings = Settings.from_env(env)
     assert settings.api_base_url == "http://127.0.0.1:4321/practicemanager/3.1/"
     assert settings.identity.token_url == "http://127.0.0.1:4321/connect/token"

@@ -231,3 +231,22 @@ def test_delete_connection_cuts_the_tenant_off(sandbox):
     assert http.delete(f"{sandbox.base_url}/connections/{rows[0]['id']}", headers=bearer).status_code == 404
     assert api.get("staff.api/list").status_code == 403
     assert http.get(sandbox.base_url + "/connections", headers={"Authorization": "Bearer x"}).status_code == 401
+
+
+def test_token_endpoint_reads_multipart_form_fields_as_well(sandbox):
+    """Xero's Postman collection refreshes with multipart/form-data; Xero accepts it, so the sandbox does."""
+    first = sandbox.issue_token(sandbox.tenant_ids[0])
+    fields = {"grant_type": (None, "refresh_token"), "refresh_token": (None, first["refresh_token"]),
+              "client_id": (None, sandbox.client_id), "client_secret": (None, sandbox.client_secret)}
+    answer = http.post(sandbox.base_url + "/connect/token", files=fields)
+    assert answer.request.headers["content-type"].startswith("multipart/form-data; boundary=")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["refresh_token"] != first["refresh_token"]
+    revoked = http.post(sandbox.base_url + "/connect/revocation", files={"token": (None, answer.json()["refresh_token"])},
+                        auth=(sandbox.client_id, sandbox.client_secret))
+    assert revoked.status_code == 200
+    assert refresh(sandbox, answer.json()["refresh_token"]).json()["error"] == "invalid_grant"
+    unreadable = http.post(sandbox.base_url + "/connect/token", content=b"no parts here",
+                           headers={"Content-Type": "multipart/form-data; boundary=zzz"},
+                           auth=(sandbox.client_id, sandbox.client_secret))
+    assert unreadable.status_code == 400 and unreadable.json()["error"] == "unsupported_grant_type"
