@@ -294,6 +294,7 @@ class TokenStore:
                 tenant_id,
             )
         now = self.clock.now()
+        retired = None
         with write_transaction(self.engine) as conn:
             conn.execute(
                 update(tenants)
@@ -304,8 +305,10 @@ class TokenStore:
                 select(oauth_grants).where(oauth_grants.c.grant_id == row.grant_id).with_for_update()
             ).one()
             if not self._has_active_tenant(conn, grant.grant_id):
-                self._revoke_remote(grant)
                 self._retire(conn, grant.grant_id, "revoked: no connected tenant left", now)
+                retired = grant
+        if retired is not None:  # after the commit: no warehouse lock is held across a call to Xero
+            self._revoke_remote(retired)
         return True
 
     def tenants(self, active_only: bool = True) -> list[TenantRecord]:
