@@ -126,7 +126,7 @@ def test_held_removals_and_expiring_tokens_alert_once_per_new_condition(webhook,
     cursor = tick(instance, xpm, cursor)
     [text] = webhook.texts()
     assert text.startswith(f"XPM removal held for tenant {tenants[0]}: xpm_staff would lose 12 of 40 rows")
-    assert f"--accept-removals xpm_staff" in text
+    assert "--accept-removals xpm_staff" in text
     cursor = tick(instance, xpm, cursor)
     assert len(webhook.bodies) == 1  # still held: not posted again
 

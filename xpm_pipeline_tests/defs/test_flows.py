@@ -3,7 +3,6 @@ run config; run config that contradicts the job is refused in one line before an
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import yaml
@@ -72,7 +71,7 @@ LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams:
 @pytest.fixture
 def graphql(instance, tmp_path):
     """Dagster's GraphQL schema in this process over the code location served by a gRPC code server."""
-    workspace = Path(tmp_path / "workspace.yaml")
+    workspace = tmp_path / "workspace.yaml"
     workspace.write_text(yaml.safe_dump({"load_from": [{"python_module": {
         "module_name": "xpm_pipeline.definitions", "location_name": "xpm_pipeline.definitions"}}]}))
     with define_out_of_process_context(str(workspace), None, instance) as context:
