@@ -64,6 +64,16 @@ def _warehouse_url(raw: str) -> str:
     return raw
 
 
+def _alert_webhook(raw: str | None) -> Secret | None:
+    """The alert webhook's URL carries its credential (Slack's does): kept secret, never echoed in errors."""
+    if not raw or not raw.strip():
+        return None
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError("XPM_ALERT_WEBHOOK_URL must be an http(s) URL (e.g. a Slack incoming webhook)")
+    return Secret(raw.strip())
+
+
 def api_base_from(url: str, version: str | None = None) -> str:
     """An origin alone (as the sandbox prints it) means XPM's usual path under it, for ``version``
     (default 3.1). A URL with a path is used as given; a ``version`` it does not name is an error."""
@@ -175,6 +185,7 @@ class Settings:
     daily_limit: int = 10_000
     daily_reserve: int = 200
     minute_limit: int = 60
+    alert_webhook_url: Secret | None = None
 
     @classmethod
     def from_env(cls, env: dict | None = None) -> "Settings":
@@ -203,4 +214,5 @@ class Settings:
             daily_limit=daily,
             daily_reserve=reserve,
             minute_limit=_int_env(env, "XPM_MINUTE_LIMIT", 60, minimum=1),
+            alert_webhook_url=_alert_webhook(env.get("XPM_ALERT_WEBHOOK_URL")),
         )

@@ -3,7 +3,8 @@
 A run materializes one tenant (its partition) and any subset of the tables. The selected tables name
 the sync steps to run (``sync.run.STEPS``: a step writes a parent table and its children, e.g. jobs
 and tasks on jobs), and ``run_sync`` runs them in order, each recorded in ``xpm_sync_runs`` with this
-Dagster run's id. The mode comes from run config (initial | hourly | nightly | resync).
+Dagster run's id. The mode is the run's job's flow (``defs/flows.py``); run config may name it (initial |
+hourly | nightly | resync) but not contradict the job.
 
 Every materialization carries:
 
@@ -19,17 +20,19 @@ Every materialization carries:
 # No `from __future__ import annotations`: Dagster reads the config and resource annotations at definition time.
 
 from collections.abc import Iterator
-from typing import Literal
+from enum import Enum
+from typing import Optional
 
 import dagster as dg
 from pydantic import Field
 from sqlalchemy import Table
 
-from xpm_pipeline.defs.partitions import tenant_check_spec, tenant_partitions
+from xpm_pipeline.defs.flows import FlowMismatch, run_mode
+from xpm_pipeline.defs.partitions import FLOW_TAG, tenant_check_spec, tenant_partitions
 from xpm_pipeline.defs.queries import row_counts, timesheet_change_counts
 from xpm_pipeline.defs.resources import XPMResource
 from xpm_pipeline.entities import ENTITIES
-from xpm_pipeline.sync.context import HOURLY, NIGHTLY, SyncContext
+from xpm_pipeline.sync.context import HOURLY, INITIAL, NIGHTLY, RESYNC, SyncContext
 from xpm_pipeline.sync.guard import table_name
 from xpm_pipeline.sync.removals import open_holds
 from xpm_pipeline.sync.run import STEPS, EntityOutcome, run_sync, steps_for
@@ -145,12 +148,23 @@ REMOVAL_SPECS = [
 ]
 
 
+class SyncMode(str, Enum):
+    """The sync modes as a config enum: Dagster's config accepts an optional enum, not an optional Literal."""
+
+    initial = INITIAL
+    hourly = HOURLY
+    nightly = NIGHTLY
+    resync = RESYNC
+
+
 class SyncConfig(dg.Config):
-    mode: Literal["initial", "hourly", "nightly", "resync"] = Field(
-        default=NIGHTLY,
-        description="initial: everything (on connect); hourly: new time entries and staff only (select "
-        "xpm_staff and xpm_timesheets); nightly: changes, the 15-month timesheet comparison, missing jobs "
-        "-> Completed (the 'full sync'); resync: re-read everything of the selected tables ('re-sync all').",
+    mode: Optional[SyncMode] = Field(
+        default=None,
+        description="Leave out: the job's flow decides (xpm_initial_job initial, xpm_hourly_job hourly, "
+        "xpm_nightly_job and xpm_full_sync_job nightly; elsewhere nightly). initial: everything (on connect); "
+        "hourly: new time entries and staff only (select xpm_staff and xpm_timesheets); nightly: changes, the "
+        "15-month timesheet comparison, missing jobs -> Completed (the 'full sync'); resync: re-read everything "
+        "of the selected tables ('re-sync all', xpm_full_sync_job only). A mode the job does not run is refused.",
     )
     accept_removals: list[str] = Field(
         default_factory=list,
@@ -176,13 +190,17 @@ def selected_steps(selected: set[dg.AssetKey]) -> list[str]:
 )
 def xpm_sync(context: dg.AssetExecutionContext, config: SyncConfig, xpm: XPMResource) -> Iterator[dg.MaterializeResult]:
     tenant_id = context.partition_key
+    try:
+        mode = run_mode(config.mode and config.mode.value, context.job_def.tags.get(FLOW_TAG), context.job_def.name)
+    except FlowMismatch as exc:
+        raise dg.Failure(description=str(exc)) from None
     selected = set(context.selected_asset_keys)
     entities = selected_steps(selected)
     try:
-        steps_for(config.mode, entities)
+        steps_for(mode, entities)
     except ValueError as exc:  # e.g. an hourly run that selected jobs
         raise dg.Failure(description=f"{exc}; select only {', '.join(k.to_user_string() for k in HOURLY_ASSETS)}"
-                         if config.mode == HOURLY else str(exc)) from None
+                         if mode == HOURLY else str(exc)) from None
     try:
         accepted = frozenset(table_name(name) for name in config.accept_removals)
     except ValueError as exc:
@@ -193,11 +211,11 @@ def xpm_sync(context: dg.AssetExecutionContext, config: SyncConfig, xpm: XPMReso
         except TenantNotConnected as exc:
             raise dg.Failure(description=str(exc)) from None
         with client:
-            ctx = SyncContext(runtime.engine, client, tenant_id, config.mode, clock=runtime.clock,
+            ctx = SyncContext(runtime.engine, client, tenant_id, mode, clock=runtime.clock,
                               orchestrator_run_id=context.run.run_id, accept_removals=accepted,
                               accepted_by=config.accepted_by or f"dagster run {context.run.run_id}")
             report = run_sync(ctx, entities, on_step=lambda name: context.log.info(
-                f"{config.mode} sync of {name} for tenant {tenant_id}"))
+                f"{mode} sync of {name} for tenant {tenant_id}"))
         for outcome in report.outcomes:
             if not outcome.ok:
                 context.log.error(f"{outcome.entity} failed: {outcome.error}")
@@ -206,16 +224,16 @@ def xpm_sync(context: dg.AssetExecutionContext, config: SyncConfig, xpm: XPMReso
                 if key not in selected:
                     continue
                 if key == TIMESHEET_CHANGES:
-                    yield _changes_result(context, runtime.engine, tenant_id, config.mode, outcome)
+                    yield _changes_result(context, runtime.engine, tenant_id, mode, outcome)
                 else:
-                    metadata = _table_result_metadata(runtime.engine, tenant_id, key, config.mode, outcome)
+                    metadata = _table_result_metadata(runtime.engine, tenant_id, key, mode, outcome)
                     yield dg.MaterializeResult(asset_key=key, metadata=metadata)
-        if config.mode != HOURLY:  # the hourly sync only adds rows: nothing to hold
+        if mode != HOURLY:  # the hourly sync only adds rows: nothing to hold
             yield from _removal_checks(context, runtime.engine, tenant_id)
     failed = [outcome for outcome in report.outcomes if not outcome.ok]
     if failed:
         raise dg.Failure(
-            description=f"{config.mode} sync of tenant {tenant_id}: "
+            description=f"{mode} sync of tenant {tenant_id}: "
             + "; ".join(f"{o.entity}: {o.error}" for o in failed),
             metadata={"failed_steps": [o.entity for o in failed], "tenant_id": tenant_id,
                       "api_calls": report.api_calls},

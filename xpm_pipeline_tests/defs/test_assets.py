@@ -221,7 +221,10 @@ def test_only_job_tasks_changed_shows_in_the_job_task_asset_alone(defs, instance
 
 
 def test_hourly_mode_refuses_tables_it_does_not_cover(defs, instance, partitioned):
-    result = run_job(defs, instance, "xpm_full_sync_job", partitioned[0], mode="hourly", raise_on_error=False)
+    import dagster as dg
+
+    result = dg.materialize([xpm_sync], instance=instance, partition_key=partitioned[0], raise_on_error=False,
+                            resources={"xpm": defs.resources["xpm"]}, run_config=sync_run_config("hourly"))
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "hourly" in failure.message and "xpm_staff" in failure.message

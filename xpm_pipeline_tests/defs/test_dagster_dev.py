@@ -205,6 +205,36 @@ def test_backfills_of_three_tenants_never_run_a_tenant_twice_at_once(ui):
             assert start >= previous_end, f"{tenant}: {job} started before {previous_job} ended"
 
 
+
+LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
+RUN_STATUS = """query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"""
+RUN_MODES = """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {
+  ... on MaterializationEvent { metadataEntries { label ... on TextMetadataEntry { text } } } } } } }"""
+
+
+def test_a_graphql_launch_without_run_config_runs_the_jobs_flow(ui):
+    """Issue 15: a job submitted through the API with no run config did the nightly flow whatever the job."""
+    tenant = ui.wait_for("tenant partitions", lambda: len(tenant_partitions(ui)) == 3 and tenant_partitions(ui), 90)[0]
+    launched = ui(LAUNCH_RUN, params={
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": "__repository__",
+                     "jobName": "xpm_initial_job"},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": tenant},
+                                       {"key": "xpm/tenant", "value": tenant}]},
+    })["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+
+    def finished():
+        status = ui(RUN_STATUS, id=run_id)["runOrError"]["status"]
+        return status if status in ("SUCCESS", "FAILURE", "CANCELED") else None
+
+    assert ui.wait_for(f"run {run_id}", finished, timeout=240) == "SUCCESS"
+    events = ui(RUN_MODES, id=run_id)["logsForRun"]["events"]
+    modes = {entry["text"] for event in events for entry in event.get("metadataEntries") or []
+             if entry["label"] == "mode"}
+    assert modes == {"initial"}
+
 # --- the same UI in a real browser (issue 9: headless Chromium, screenshots kept as artifacts) -------
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")

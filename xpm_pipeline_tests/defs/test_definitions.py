@@ -31,7 +31,8 @@ def test_definitions_load():
             ("xpm_tenants", "refresh_tokens_healthy")} <= checks
     assert {s.name for s in defs.schedules} == {"xpm_hourly_schedule", "xpm_nightly_schedule", "xpm_health_schedule"}
     assert {s.name for s in defs.sensors} == {"xpm_tenant_sensor", "xpm_run_failure_sensor", "xpm_export_sensor",
-                                             "xpm_token_recovery_sensor"}
+                                             "xpm_token_recovery_sensor", "xpm_failure_alert_sensor",
+                                             "xpm_condition_alert_sensor"}
     assert {j.name for j in defs.jobs} == {"xpm_initial_job", "xpm_hourly_job", "xpm_nightly_job", "xpm_full_sync_job",
                                          "xpm_health_job", "xpm_export_drain"}
 
