@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pandas as pd
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, select
 
 from xpm_pipeline.entities import ENTITIES
 from xpm_pipeline.killpoints import killpoint
 from xpm_pipeline.quota import background_reads
 from xpm_pipeline.sync.compare import compare_entity
 from xpm_pipeline.sync.context import HOURLY, SyncContext
+from xpm_pipeline.sync.jobs import REASON_DELETED
 from xpm_pipeline.sync.removals import settle_waiting, waiting_keys
 from xpm_pipeline.sync.runs import SyncRun
 from xpm_pipeline.warehouse.db import write_transaction
@@ -141,6 +142,10 @@ def _confirm_deletions(ctx: SyncContext, missing: list[str], waiting: list[str],
         return outcome
     outcome.resolved = [key for key in waiting if key in listed]  # back in XPM's list
     candidates = list(dict.fromkeys([key for key in waiting if key not in listed] + missing))
+    on_deleted_jobs = _on_jobs_deleted_in_xpm(ctx, candidates)  # job.api/get said not found: their time went too
+    outcome.deleted += on_deleted_jobs
+    outcome.resolved += on_deleted_jobs
+    candidates = [key for key in candidates if key not in set(on_deleted_jobs)]
     budget = max(ctx.options.confirm_missing_time, 0)
     for uuid in candidates[:budget]:
         try:
@@ -150,6 +155,23 @@ def _confirm_deletions(ctx: SyncContext, missing: list[str], waiting: list[str],
         outcome.resolved.append(uuid)
     outcome.waiting = candidates[budget:]
     return outcome
+
+
+def _on_jobs_deleted_in_xpm(ctx: SyncContext, keys: list[str]) -> list[str]:
+    """Entries among ``keys`` whose job XPM answered "not found" for (a deleted job's time vanishes with it)."""
+    if not keys:
+        return []
+    times, jobs = table_for(TIMESHEET), table_for("job")
+    found: list[str] = []
+    with ctx.engine.connect() as conn:
+        for start in range(0, len(keys), 500):
+            found += conn.execute(
+                select(times.c.uuid)
+                .join(jobs, and_(jobs.c.tenant_id == times.c.tenant_id, jobs.c.job_number == times.c.job_number))
+                .where(times.c.tenant_id == ctx.tenant_id, times.c.uuid.in_(keys[start:start + 500]),
+                       jobs.c._deleted_at.is_not(None), jobs.c._completed_reason == REASON_DELETED)
+            ).scalars().all()
+    return sorted(found)
 
 
 def _warehouse_frame(ctx: SyncContext, span: DateWindow) -> pd.DataFrame:

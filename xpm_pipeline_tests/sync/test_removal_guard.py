@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from xpm_pipeline.clock import ManualClock
 from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
@@ -276,3 +276,25 @@ def test_accepting_an_unknown_table_is_a_one_line_error():
     with pytest.raises(ValueError, match="unknown table 'xpm_nope' to accept removals for; choose from xpm_clients"):
         table_name("xpm_nope")
     assert table_name("staff") == table_name("xpm_staff") == "xpm_staff"
+
+
+def test_the_time_of_a_job_xpm_deleted_goes_with_it_without_a_read_per_entry(engine, sandbox, client, tenant, clock,
+                                                                            synced_time):
+    practice = sandbox.state.tenant(tenant)
+    table = table_for("timesheet")
+    with engine.connect() as conn:  # the job with the most time in the nightly window
+        job_number, entries = conn.execute(
+            select(table.c.job_number, func.count()).where(table.c.tenant_id == tenant, table.c._deleted_at.is_(None))
+            .group_by(table.c.job_number).order_by(func.count().desc(), table.c.job_number).limit(1)).one()
+    assert entries > 2
+    practice.delete_job(practice.jobs[job_number])  # the job, its tasks and its time vanish from XPM
+    budget = SyncOptions(confirm_missing_time=2, removal_limits=RemovalLimits(share=0.5, min_rows=10))
+
+    outcomes = nightly(engine, client, tenant, clock, ["job", "timesheet"], options=budget)
+
+    assert outcomes["job"].ok and outcomes["timesheet"].ok, outcomes
+    with engine.connect() as conn:
+        left = conn.execute(select(func.count()).where(table.c.tenant_id == tenant, table.c.job_number == job_number,
+                                                       table.c._deleted_at.is_(None))).scalar()
+        waiting = conn.execute(select(func.count()).select_from(unconfirmed_removals)).scalar()
+    assert (left, waiting) == (0, 0)
