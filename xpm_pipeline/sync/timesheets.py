@@ -5,11 +5,14 @@
 - hourly: one recent window; only entries the warehouse does not have are inserted.
 - nightly: the last 15 months (to a year ahead) in as few calls as XPM allows, compared field by field
   with the warehouse in one pandas comparison; the differences are applied and every changed field is
-  logged in ``xpm_timesheet_changes``. An entry missing from the fully re-read window was deleted.
+  logged in ``xpm_timesheet_changes``.
 
-Deletions are scoped by ``entry_date`` when ``time.api/list`` filters by ``<Date>`` (the default). If it
-filters by creation time (``SyncOptions.time_filter="created"``), a window does not hold every entry
-dated in it, so absence proves nothing and windowed reads soft-delete nothing.
+An entry missing from a re-read window was deleted, re-dated, or XPM's list was wrong: only
+``time.api/get`` tells, so it is never deleted for its absence alone. Missing entries wait in
+``xpm_unconfirmed_removals`` and are read back within a nightly budget, the longest-waiting first (an
+entry of a job XPM said was deleted goes with the job). This holds when ``time.api/list`` filters by
+``<Date>`` (the default); if it filters by creation time (``SyncOptions.time_filter="created"``), a
+window does not hold every entry dated in it, so absence proves nothing and nothing waits.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from xpm_pipeline.sync.jobs import REASON_DELETED
 from xpm_pipeline.sync.removals import settle_waiting, waiting_keys
 from xpm_pipeline.sync.runs import SyncRun
 from xpm_pipeline.warehouse.db import write_transaction
-from xpm_pipeline.warehouse.load import LoadResult, Scope, insert_new_only, load_entity, mark_deleted
+from xpm_pipeline.warehouse.load import LoadResult, insert_new_only, load_entity, mark_deleted
 from xpm_pipeline.warehouse.schema import table_for, timesheet_changes
 from xpm_pipeline.xpm.errors import XPMNotFound
 from xpm_pipeline.xpm.parse import Rows
@@ -50,13 +53,9 @@ def initial_windows(ctx: SyncContext) -> list[DateWindow]:
     return month_windows(add_months(ctx.today, -ctx.options.initial_back_months), add_months(ctx.today, ctx.options.ahead_months))
 
 
-def _window_scope(ctx: SyncContext, window: DateWindow) -> Scope | None:
-    if ctx.options.time_filter != "date":
-        return None
-    return Scope("entry_date", between=(window.start, window.end))
-
-
 def _by_month(ctx: SyncContext, run: SyncRun) -> LoadResult:
+    """Each month is loaded and checkpointed on its own. Entries a month's answer lacks are not deleted
+    there: they join the entries waiting for confirmation, which are read back at the end (as nightly)."""
     total = LoadResult()
     windows = initial_windows(ctx)
     for done, window in enumerate(windows):
@@ -67,13 +66,33 @@ def _by_month(ctx: SyncContext, run: SyncRun) -> LoadResult:
         calls = ctx.calls()
         rows = ctx.client.time_entries(window)
         killpoint("sync.after_window_fetch")
-        result = load_entity(ctx.engine, "timesheet", ctx.tenant_id, rows, synced_at=ctx.now,
-                             delete_missing=_window_scope(ctx, window), on_removal=ctx.guard)
+        with write_transaction(ctx.engine) as conn:
+            result = load_entity(conn, "timesheet", ctx.tenant_id, rows, synced_at=ctx.now)
+            if ctx.options.time_filter == "date":  # a window filtered by creation proves nothing by absence
+                _note_missing(conn, ctx, window, set(rows.column("uuid")))
         killpoint("sync.after_window_load")  # loaded, not yet checkpointed: the month is read again
         run.checkpoint(scope, result=result, api_calls=ctx.calls() - calls)
         total += result
+    calls = ctx.calls()
+    with ctx.engine.connect() as conn:
+        waiting = waiting_keys(conn, ctx.tenant_id, TIMESHEET.name)
+    confirmation = _confirm_deletions(ctx, [], waiting, set())
+    with write_transaction(ctx.engine) as conn:
+        result = _apply_confirmation(conn, ctx, confirmation, pd.DataFrame())
+    run.add(result, api_calls=ctx.calls() - calls)
     ctx.report("time entries by month", len(windows), len(windows))
-    return total
+    return total + result
+
+
+def _note_missing(conn, ctx: SyncContext, window: DateWindow, listed: set[str]) -> None:
+    """The window's live entries its answer lacks start waiting for confirmation; listed ones stop."""
+    table = table_for(TIMESHEET)
+    stored = set(conn.execute(select(table.c.uuid).where(
+        table.c.tenant_id == ctx.tenant_id, table.c._deleted_at.is_(None),
+        table.c.entry_date.between(window.start, window.end))).scalars())
+    waiting = set(waiting_keys(conn, ctx.tenant_id, TIMESHEET.name))
+    settle_waiting(conn, ctx.tenant_id, TIMESHEET.name, resolved=waiting & listed, waiting=stored - listed,
+                   at=ctx.now)
 
 
 def _hourly(ctx: SyncContext, run: SyncRun) -> LoadResult:
@@ -106,15 +125,10 @@ def _nightly(ctx: SyncContext, run: SyncRun) -> LoadResult:
     with ctx.engine.connect() as conn:
         waiting = waiting_keys(conn, ctx.tenant_id, TIMESHEET.name)
     confirmation = _confirm_deletions(ctx, comparison.deleted["uuid"].tolist(), waiting, set(new["uuid"]))
-    to_write = pd.concat([comparison.added, comparison.changed, *confirmation.moved], ignore_index=True)
+    to_write = pd.concat([comparison.added, comparison.changed], ignore_index=True)
     deleted_keys = confirmation.deleted
     with write_transaction(ctx.engine) as conn:
-        result = load_entity(conn, "timesheet", ctx.tenant_id, to_write, synced_at=ctx.now) if len(to_write) else LoadResult()
-        if deleted_keys:
-            result += LoadResult(deleted=mark_deleted(conn, "timesheet", ctx.tenant_id, deleted_keys, at=ctx.now,
-                                                      on_removal=ctx.guard))
-        settle_waiting(conn, ctx.tenant_id, TIMESHEET.name, resolved=confirmation.resolved,
-                       waiting=confirmation.waiting, at=ctx.now)
+        result = _apply_confirmation(conn, ctx, confirmation, to_write)
         _log_changes(conn, ctx, run, comparison, deleted_keys)
         killpoint("sync.nightly_before_commit")  # all applied but not committed: nothing of it survives
     ctx.report("time entries: comparing every field", len(windows) + 1, len(windows) + 1)
@@ -155,6 +169,19 @@ def _confirm_deletions(ctx: SyncContext, missing: list[str], waiting: list[str],
         outcome.resolved.append(uuid)
     outcome.waiting = candidates[budget:]
     return outcome
+
+
+def _apply_confirmation(conn, ctx: SyncContext, confirmation: "Confirmation", to_write: pd.DataFrame) -> LoadResult:
+    """In the caller's transaction: load what XPM holds (``to_write`` and the entries read back), delete
+    what it confirmed deleted (through the removal guard), and keep the rest waiting."""
+    to_write = pd.concat([to_write, *confirmation.moved], ignore_index=True) if confirmation.moved else to_write
+    result = load_entity(conn, "timesheet", ctx.tenant_id, to_write, synced_at=ctx.now) if len(to_write) else LoadResult()
+    if confirmation.deleted:
+        result += LoadResult(deleted=mark_deleted(conn, "timesheet", ctx.tenant_id, confirmation.deleted, at=ctx.now,
+                                                  on_removal=ctx.guard))
+    settle_waiting(conn, ctx.tenant_id, TIMESHEET.name, resolved=confirmation.resolved, waiting=confirmation.waiting,
+                   at=ctx.now)
+    return result
 
 
 def _on_jobs_deleted_in_xpm(ctx: SyncContext, keys: list[str]) -> list[str]:
