@@ -3,57 +3,22 @@ wait for confirmation instead of being deleted unconfirmed. Against the sandbox,
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
-from xpm_pipeline.clock import ManualClock
-from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
 from xpm_pipeline.sync.context import INITIAL, NIGHTLY, SyncContext, SyncOptions
 from xpm_pipeline.sync.guard import RemovalLimits, table_name
 from xpm_pipeline.sync.removals import held_removals, open_holds, unconfirmed_removals
 from xpm_pipeline.sync.run import run_sync
-from xpm_pipeline.warehouse.db import make_engine
-from xpm_pipeline.warehouse.migrate import migrate
 from xpm_pipeline.warehouse.schema import sync_runs, table_for
 from xpm_pipeline.xpm.client import XPMClient
 from xpm_pipeline.xpm.errors import XPMIncompleteAnswer
-from xpm_pipeline_tests.support import SandboxTokens, sandbox_client
+from xpm_pipeline_tests.support import SandboxTokens
 
-START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 TIGHT = SyncOptions(removal_limits=RemovalLimits(share=0.2, min_rows=2))  # the small practice's tables are small
-
-
-@pytest.fixture
-def clock():
-    return ManualClock(START)
-
-
-@pytest.fixture
-def sandbox(clock):
-    with SandboxServer(SandboxConfig(size="small", seed=11, tenants=1, clock=clock), port=0) as server:
-        yield server
-
-
-@pytest.fixture
-def engine(warehouse_url, clock):
-    engine = make_engine(warehouse_url)
-    migrate(engine, clock=clock)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def tenant(sandbox):
-    return sandbox.tenant_ids[0]
-
-
-@pytest.fixture
-def client(sandbox, tenant, clock):
-    with sandbox_client(sandbox, tenant, clock) as xpm:
-        yield xpm
 
 
 REFERENCE = ["staff", "task", "client", "client_group", "job"]  # the initial sync without its 48 months of time
