@@ -161,6 +161,23 @@ def read_change_file(path: str | Path) -> list[Change]:
     return parse_changes(text.splitlines(), source=name)
 
 
+class _NotJSON(ValueError):
+    """What strict JSON refuses that Python's reader takes: NaN, Infinity, a member given twice."""
+
+
+def _not_json(constant: str):
+    raise _NotJSON(f"{constant} is not a JSON value")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(name for name, _ in pairs if name in seen or seen.add(name))
+        raise _NotJSON(f"member {repeated[:60]!r} given twice")
+    return members
+
+
 def parse_changes(lines: Iterable[str], *, source: str = "changes") -> list[Change]:
     changes: list[Change] = []
     for number, line in enumerate(lines, start=1):
@@ -168,9 +185,15 @@ def parse_changes(lines: Iterable[str], *, source: str = "changes") -> list[Chan
             continue
         where = f"{source} line {number}"
         try:
-            raw = json.loads(line)
+            raw = json.loads(line, parse_constant=_not_json, object_pairs_hook=_no_duplicates)
         except json.JSONDecodeError as exc:
             raise ChangeError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise ChangeError(f"{where}: not valid JSON (nested too deeply)") from None
+        except _NotJSON as exc:
+            raise ChangeError(f"{where}: not valid JSON ({exc})") from None
+        except ValueError as exc:  # an integer of thousands of digits
+            raise ChangeError(f"{where}: not valid JSON ({str(exc).split(':')[0]})") from None
         changes.append(make_change(raw, where=where))
     if not changes:
         raise ChangeError(f"{source}: no changes in the file")

@@ -17,6 +17,9 @@ from xpm_pipeline.entities import WRITES, WriteField, WriteOp
 from xpm_pipeline.xpm.parse import parse_xpm_date
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# What XML 1.0 cannot carry (NUL, control characters, lone surrogates, U+FFFE/U+FFFF): lxml refuses to
+# build a body with them, so a change holding one must be refused before it is queued.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class WriteValidationError(ValueError):
@@ -65,7 +68,16 @@ def _format(op: WriteOp, spec: WriteField, value: Any) -> str:
         return text
     if isinstance(value, bool):
         return "Yes" if value else "No"
-    return str(value)
+    if isinstance(value, (dict, list, tuple, set)):
+        shape = "dict" if isinstance(value, dict) else "list"
+        raise WriteValidationError(f"{where}: expected text, got a JSON {shape}", spec.name)
+    text = str(value)
+    bad = _NOT_XML.search(text)
+    if bad:
+        raise WriteValidationError(
+            f"{where}: character U+{ord(bad.group()):04X} at position {bad.start() + 1} cannot be sent to XPM", spec.name
+        )
+    return text
 
 
 def validate_fields(op: WriteOp | str, fields: dict[str, Any]) -> dict[str, str]:
