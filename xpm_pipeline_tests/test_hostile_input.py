@@ -389,7 +389,7 @@ def test_a_refused_change_file_changes_nothing_in_the_warehouse(connected):
     before = _warehouse(home)
     bad = home / "bad.jsonl"
     for line in ("[" * 50_000, _change(Phone="a\u0000b").replace(CLIENT_UUID, client),
-                 _change(Phone=1).replace("1}", "NaN}")):
+                 _change(Phone=1).replace("1}", "NaN}"), _change(Phone="3").replace(CLIENT_UUID, f"../../{client}")):
         bad.write_text(json.dumps({**GOOD_CHANGE, "key": client, "fields": {"Phone": "2"}}) + "\n" + line + "\n")
         message = one_line_error(run("export", "add", "--tenant", tenant, "--file", str(bad), env=env))
         assert "bad.jsonl line 2" in message, message

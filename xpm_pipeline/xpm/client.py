@@ -38,7 +38,7 @@ from xpm_pipeline.xpm.errors import (
 )
 from xpm_pipeline.xpm.parse import DEFAULT_MAX_BYTES, Parsed, ResponseStatusError, Rows, parse_response, parse_status
 from xpm_pipeline.xpm.windows import DateWindow, month_windows, split_range
-from xpm_pipeline.xpm.writes import build_body
+from xpm_pipeline.xpm.writes import build_body, write_path
 
 log = logging.getLogger(__name__)
 
@@ -462,9 +462,7 @@ class XPMClient:
     ) -> WriteResult:
         spec = WRITES[op] if isinstance(op, str) else op
         body = build_body(spec, fields or {}) if spec.body_element else None
-        if "{key}" in spec.path and not key:
-            raise ValueError(f"{spec.name} needs a key")
-        path = spec.path.format(key=key) if key else spec.path
+        path = write_path(spec, key)
         parsed = self.call(
             spec.method, path, body=body, entity=spec.entity, creates=spec.creates,
             idempotency_key=idempotency_key if spec.creates else None,

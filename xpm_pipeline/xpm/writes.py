@@ -10,6 +10,7 @@ import re
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 from lxml import etree
 
@@ -119,3 +120,19 @@ def build_body(op: WriteOp | str, fields: dict[str, Any]) -> bytes:
         if spec.name in formatted:
             etree.SubElement(root, spec.name).text = formatted[spec.name]
     return etree.tostring(root, encoding="utf-8")
+
+
+def write_path(op: WriteOp | str, key: str | None) -> str:
+    """``op``'s URL path with ``key`` in it as one quoted path segment: whatever a key holds (``/``, ``?``,
+    ``#``, ``..``), it names one thing and never another path or a query. Keys are checked when a change
+    is queued; this holds even for one that was not."""
+    if isinstance(op, str):
+        op = WRITES[op]
+    if "{key}" not in op.path:
+        return op.path
+    if not key:
+        raise WriteValidationError(f"{op.name} needs a key")
+    segment = quote(key, safe="")
+    if segment.strip(".") == "":  # "." and ".." are no names: a client would resolve them to another path
+        segment = segment.replace(".", "%2E")
+    return op.path.format(key=segment)
