@@ -134,7 +134,7 @@ TIME_WITH_NOTE = ("<Response><Status>OK</Status><Times><Time><UUID>f30c8127-b101
         (('<?xml version="1.0" encoding="UTF-16LE"?>' + XXE + TIME_WITH_NOTE.format(note="&x;")).encode("utf-16-le"),
          "UTF-16"),
         (('<?xml version="1.0" encoding="UTF-32"?>' + XXE + TIME_WITH_NOTE.format(note="&x;")).encode("utf-32"),
-         "UTF-16 or UTF-32"),
+         "UTF-32LE"),
         (('<!DOCTYPE r [<!ENTITY % p SYSTEM "file:///etc/passwd"> %p;]>' + TIME_WITH_NOTE.format(note="x")).encode(),
          "DOCTYPE"),
         (b"\n\n<!-- hello -->\n" + (XXE + TIME_WITH_NOTE.format(note="&x;")).encode(), "DOCTYPE"),

@@ -36,7 +36,9 @@ from xpm_pipeline.xpm.errors import (
     XPMUnavailable,
     XPMUnclearOutcome,
 )
-from xpm_pipeline.xpm.parse import DEFAULT_MAX_BYTES, Parsed, ResponseStatusError, Rows, parse_response, parse_status
+from xpm_pipeline.xpm.parse import (
+    DEFAULT_MAX_BYTES, Parsed, ResponseStatusError, Rows, check_charset, parse_response, parse_status,
+)
 from xpm_pipeline.xpm.windows import DateWindow, month_windows, split_range
 from xpm_pipeline.xpm.writes import build_body, write_path
 
@@ -333,6 +335,7 @@ class XPMClient:
             raise _Retry("rate limited", counts=False, wait=wait)
         if status == 200:
             try:
+                check_charset(response.headers.get("content-type"))
                 return parse_response(response.iter_bytes(), entity, max_bytes=self.max_bytes)
             except ResponseStatusError as exc:
                 raise self._response_error(exc.description, status, path) from None

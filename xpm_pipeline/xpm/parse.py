@@ -307,13 +307,53 @@ _FORBIDDEN = re.compile(rb"<!(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
 _ROOT_START = re.compile(rb"<[A-Za-z_]")
 
 
+# How a document in another encoding starts (XML 1.0 appendix F: the parser switches on these bytes).
+_OTHER_ENCODINGS = (
+    (b"\x00\x00\xfe\xff", "UTF-32BE"), (b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\x00<", "UTF-32BE"),
+    (b"<\x00\x00\x00", "UTF-32LE"), (b"\xfe\xff", "UTF-16BE"), (b"\xff\xfe", "UTF-16LE"), (b"\x00<", "UTF-16BE"),
+    (b"<\x00", "UTF-16LE"), (b"\x4c\x6f\xa7\x94", "EBCDIC"), (b"\x2b\x2f\x76", "UTF-7"),
+)
+_DECLARED = re.compile(rb"""\s*<\?xml\s[^>]*?\bencoding\s*=\s*["']([^"']{0,40})["']""")
+_UTF8_NAMES = {"utf-8", "utf8", "us-ascii", "ascii"}  # ASCII is UTF-8
+
+
+def check_charset(content_type: str | None) -> None:
+    """Refuse an answer whose ``Content-Type`` names a charset other than UTF-8 (XPM sends UTF-8)."""
+    for part in (content_type or "").split(";")[1:]:
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip("\"'").strip()
+            if charset.lower() not in _UTF8_NAMES:
+                raise XPMParseError(f"refused an XPM answer in {_shown(charset)} (Content-Type charset; XPM sends UTF-8)")
+
+
+def _check_encoding(head: bytes) -> None:
+    """Refuse any document that is not UTF-8 before a parser sees it: in UTF-16, UTF-32, EBCDIC or UTF-7
+    (or declaring ISO-8859-1, ...) a DOCTYPE is not the bytes ``<!DOCTYPE`` the prolog check looks for."""
+    body = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    found = next((name for start, name in _OTHER_ENCODINGS if body.startswith(start)), None)
+    if found is None and b"\x00" in head[:_PROLOG_LIMIT]:
+        found = "UTF-16 or UTF-32"  # NUL bytes in the prolog: no UTF-8 XML has them
+    if found is None:
+        declared = _DECLARED.match(body)
+        name = declared.group(1).decode("ascii", "replace").strip() if declared else "utf-8"
+        if name.lower() not in _UTF8_NAMES:
+            found = f"{_shown(name)} (as its XML declaration says)"
+    if found is not None:
+        raise XPMParseError(f"refused an XML document in {found}: XPM sends UTF-8")
+
+
+def _shown(name: str) -> str:
+    """An encoding name from the answer, safe to show on one line."""
+    return "".join(c if c.isprintable() else "?" for c in name[:40]) or "an empty encoding name"
+
+
 def _check_prolog(head: bytes) -> None:
-    """Refuse declarations before the root element; XPM never sends any. And refuse UTF-16/32
-    documents (XPM sends UTF-8): their declarations would not be visible to the byte search below."""
+    """Refuse documents not in UTF-8 (``_check_encoding``), and declarations before the root element:
+    XPM never sends any."""
+    _check_encoding(head)
     root = _ROOT_START.search(head)
     prolog = head[: root.start()] if root is not None else head[:_PROLOG_LIMIT]
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in prolog:
-        raise XPMParseError("refused an XML document in UTF-16 or UTF-32 (XPM sends UTF-8)")
     if root is None and len(head) >= _PROLOG_LIMIT:
         raise XPMParseError("refused an XML document whose prolog exceeds 64 KiB")
     match = _FORBIDDEN.search(prolog)

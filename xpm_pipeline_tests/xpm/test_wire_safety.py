@@ -1,13 +1,15 @@
-"""What the client puts on the wire, whatever a queued key holds: a key is one quoted path segment of a
-write (never another path, never a query) (on the scripted transport of ``test_client_rules``;
-``export/test_drain.py`` sends a tampered key through the sandbox)."""
+"""What the client puts on the wire and takes off it, whatever a queued key or an answer's headers hold:
+a key is one quoted path segment of a write (never another path, never a query), and an answer whose
+Content-Type names a charset other than UTF-8 is refused before parsing (on the scripted transport of
+``test_client_rules``; ``export/test_drain.py`` sends a tampered key through the sandbox)."""
 
 from __future__ import annotations
 
 import pytest
 
+from xpm_pipeline.xpm.errors import XPMParseError, XPMUnclearOutcome
 from xpm_pipeline.xpm.writes import WriteValidationError, write_path
-from xpm_pipeline_tests.xpm.test_client_rules import Script, make, xml
+from xpm_pipeline_tests.xpm.test_client_rules import OK_STAFF, OK_TIME, TIME_FIELDS, Script, make, xml
 
 UUID = "f30c8127-b101-455c-882e-92d856bc5576"
 DELETED = b"<Response><Status>OK</Status></Response>"
@@ -45,3 +47,30 @@ def test_a_write_without_its_key_is_refused_before_any_call():
         with pytest.raises(WriteValidationError, match="time_delete needs a key"):
             client.write("time_delete", key=key)
     assert script.requests == []
+
+
+@pytest.mark.parametrize("content_type", ["text/xml; charset=ISO-8859-1", "text/xml;charset=\"utf-16\"",
+                                          "application/xml; charset=UTF-7", "text/xml; Charset=windows-1252"])
+def test_an_answer_in_another_charset_is_refused_naming_it(content_type):
+    named = content_type.split("=")[1].strip('"')
+    script = Script(xml(200, OK_STAFF, Content_Type=content_type))
+    client, _, _ = make(script)
+    with pytest.raises(XPMParseError) as caught:
+        client.staff()
+    message = str(caught.value)
+    assert named in message and "UTF-8" in message and len(message.splitlines()) == 1, message
+    assert len(script.requests) == 1  # refused, not read again: the same answer would come back
+    # a create whose answer is refused is in doubt (it may have been applied): read back, not resent
+    script = Script(xml(200, OK_TIME, Content_Type=content_type))
+    client, _, _ = make(script)
+    with pytest.raises(XPMUnclearOutcome, match=named):
+        client.write("time_add", TIME_FIELDS)
+    assert len(script.requests) == 1
+
+
+@pytest.mark.parametrize("content_type", ["text/xml", "text/xml; charset=utf-8", "text/xml; charset=\"UTF-8\"",
+                                          "application/xml; charset=us-ascii", "text/xml; boundary=x"])
+def test_utf8_answers_are_read_as_before(content_type):
+    script = Script(xml(200, OK_STAFF, Content_Type=content_type))
+    client, _, _ = make(script)
+    assert len(client.staff()["staff"]) == 1
