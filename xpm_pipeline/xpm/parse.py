@@ -327,13 +327,14 @@ def check_charset(content_type: str | None) -> None:
                 raise XPMParseError(f"refused an XPM answer in {_shown(charset)} (Content-Type charset; XPM sends UTF-8)")
 
 
-def _check_encoding(head: bytes) -> None:
+def _check_encoding(head: bytes, prolog: bytes) -> None:
     """Refuse any document that is not UTF-8 before a parser sees it: in UTF-16, UTF-32, EBCDIC or UTF-7
-    (or declaring ISO-8859-1, ...) a DOCTYPE is not the bytes ``<!DOCTYPE`` the prolog check looks for."""
+    (or declaring ISO-8859-1, ...) a DOCTYPE is not the bytes ``<!DOCTYPE`` the prolog check looks for.
+    (A NUL after the root element starts is libxml2's to refuse, as malformed.)"""
     body = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
     found = next((name for start, name in _OTHER_ENCODINGS if body.startswith(start)), None)
-    if found is None and b"\x00" in head[:_PROLOG_LIMIT]:
-        found = "UTF-16 or UTF-32"  # NUL bytes in the prolog: no UTF-8 XML has them
+    if found is None and b"\x00" in prolog:
+        found = "UTF-16 or UTF-32"  # NUL bytes before the root element: no UTF-8 XML has them
     if found is None:
         declared = _DECLARED.match(body)
         name = declared.group(1).decode("ascii", "replace").strip() if declared else "utf-8"
@@ -351,9 +352,9 @@ def _shown(name: str) -> str:
 def _check_prolog(head: bytes) -> None:
     """Refuse documents not in UTF-8 (``_check_encoding``), and declarations before the root element:
     XPM never sends any."""
-    _check_encoding(head)
     root = _ROOT_START.search(head)
     prolog = head[: root.start()] if root is not None else head[:_PROLOG_LIMIT]
+    _check_encoding(head, prolog)
     if root is None and len(head) >= _PROLOG_LIMIT:
         raise XPMParseError("refused an XML document whose prolog exceeds 64 KiB")
     match = _FORBIDDEN.search(prolog)
