@@ -415,7 +415,12 @@ def _click_errors() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
 def main() -> None:
     """Console-script entry point: one-line errors instead of tracebacks."""
-    logging.basicConfig(level=os.environ.get("XPM_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    level = (os.environ.get("XPM_LOG_LEVEL") or "WARNING").strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        err_console.print(f"error: XPM_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level[:40]!r}",
+                          highlight=False, soft_wrap=True)
+        sys.exit(2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for handler in logging.getLogger().handlers:
         handler.addFilter(RedactingFilter())
     click_errors, aborts = _click_errors()

@@ -170,6 +170,8 @@ def secure_home(home: Path) -> None:
     whatever first writes into it (0700 then); an existing one with looser permissions is tightened, with one
     warning line. A deployment that writes nothing there (PostgreSQL warehouse) gets no folder."""
     if home.exists():
+        if not home.is_dir():
+            raise ConfigError(f"XPM_HOME {home} is not a folder: point XPM_HOME at a folder (or where one may be made)")
         private_dir(home)
 
 

@@ -12,6 +12,9 @@ from sqlalchemy.engine import make_url
 
 POSTGRES_ENV = "XPM_TEST_POSTGRES_URL"
 
+# The whole-suite secrets scan (also in the pyproject's addopts; registered once either way).
+pytest_plugins = ["xpm_pipeline_tests.secret_scan"]
+
 
 def _admin_url() -> str | None:
     return os.environ.get(POSTGRES_ENV) or None

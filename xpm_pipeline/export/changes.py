@@ -4,11 +4,18 @@ A change is ``{"kind", "op", "key", "fields"}`` (design.md's ``changes.jsonl``).
 kind and op to the XPM write it becomes and its priority; ``fields`` use XPM's own element names and
 are checked against that write's declaration in ``entities.WRITES`` (required fields, types, dates as
 ``2026-11-23`` or ``20261123``), so a change that XPM would refuse for its form never spends quota.
+
+The ``key`` is checked for its kind, as it may end up in a URL path: an XPM UUID for timesheet, client
+and task updates and deletes (``362de1a5-b4a9-40e9-a7b5-6df4db2726cb``, stored lowercase); a job number
+as XPM shows it (``J000309``; practices set their own prefixes, so any letters and digits with
+``- _ . ~ : @ ! $ & ' ( ) * + , ;`` and ``=``); for creates, a local id of the same characters naming the
+change in the queue (``my-entry-17``). Never ``/ ? # %``, ``..``, whitespace or control characters.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +26,7 @@ from xpm_pipeline.xpm.parse import CONVERTERS
 from xpm_pipeline.xpm.writes import WriteValidationError, validate_fields
 
 MAX_KEY = 100
+_LINE_END = re.compile(r"\r\n|\r|\n")  # JSON strings hold none of these as they are
 MAX_FILE_BYTES = 256 * 1024 * 1024
 
 
@@ -29,24 +37,27 @@ class ChangeKind:
     write_op: str
     priority: int  # 1 goes first
     key_field: str | None  # the body field that names the changed thing (updates), else None
+    key_form: str  # what the key is: UUID (an XPM UUID), JOB_NUMBER, LOCAL_ID (creates: ours, never sent)
 
     @property
     def write(self) -> WriteOp:
         return WRITES[self.write_op]
 
 
+UUID, JOB_NUMBER, LOCAL_ID = "an XPM UUID", "a job number", "a local id"
+
 # Priority: timesheets > job updates > client updates > task updates (then age).
 KINDS: dict[tuple[str, str], ChangeKind] = {
     (k.kind, k.op): k
     for k in (
-        ChangeKind("timesheet", "create", "time_add", 1, None),
-        ChangeKind("timesheet", "update", "time_update", 1, "UUID"),
-        ChangeKind("timesheet", "delete", "time_delete", 1, None),
-        ChangeKind("job", "update", "job_update", 2, "ID"),
-        ChangeKind("client", "create", "client_add", 3, None),
-        ChangeKind("client", "update", "client_update", 3, "UUID"),
-        ChangeKind("task", "create", "job_task_add", 4, None),
-        ChangeKind("task", "update", "job_task_update", 4, "UUID"),
+        ChangeKind("timesheet", "create", "time_add", 1, None, LOCAL_ID),
+        ChangeKind("timesheet", "update", "time_update", 1, "UUID", UUID),
+        ChangeKind("timesheet", "delete", "time_delete", 1, None, UUID),
+        ChangeKind("job", "update", "job_update", 2, "ID", JOB_NUMBER),
+        ChangeKind("client", "create", "client_add", 3, None, LOCAL_ID),
+        ChangeKind("client", "update", "client_update", 3, "UUID", UUID),
+        ChangeKind("task", "create", "job_task_add", 4, None, LOCAL_ID),
+        ChangeKind("task", "update", "job_task_update", 4, "UUID", UUID),
     )
 }
 PRIORITY_NAMES = {1: "timesheets", 2: "job updates", 3: "client updates", 4: "task updates"}
@@ -55,6 +66,25 @@ KIND_NAMES = tuple(dict.fromkeys(k.kind for k in KINDS.values()))
 
 class ChangeError(ValueError):
     """A change (or a line of a change file) is not valid; the message names the line and field."""
+
+
+_UUID_KEY = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+# What a URL path segment holds literally (RFC 3986 pchar) but "%": letters and digits of any script, and these.
+_KEY_PUNCTUATION = frozenset("-_.~:@!$&'()*+,;=")
+_KEY_EXAMPLES = {UUID: "362de1a5-b4a9-40e9-a7b5-6df4db2726cb", JOB_NUMBER: "J000309", LOCAL_ID: "my-entry-17"}
+
+
+def check_key(spec: ChangeKind, key: str) -> str:
+    """``key`` as stored (UUIDs lowercase), or ``ValueError`` saying what the kind's key must be."""
+    if spec.key_form == UUID:
+        if _UUID_KEY.fullmatch(key):
+            return key.lower()
+    elif key[0].isalnum() and ".." not in key and all(c.isalnum() or c in _KEY_PUNCTUATION for c in key):
+        return key
+    rule = "" if spec.key_form == UUID else (
+        ": letters, digits and - _ . ~ : @ ! $ & ' ( ) * + , ; =, starting with a letter or digit, no '..'")
+    raise ValueError(f"{spec.kind} {spec.op} takes {spec.key_form} as key (like {_KEY_EXAMPLES[spec.key_form]}"
+                     f"{rule}), got {key[:60]!r}")
 
 
 @dataclass(frozen=True)
@@ -84,7 +114,7 @@ def make_change(raw: Any, *, where: str = "change") -> Change:
         raise ChangeError(f"{where}: expected a JSON object with kind, op, key, fields")
     unknown = sorted(set(raw) - {"kind", "op", "key", "fields"})
     if unknown:
-        raise ChangeError(f"{where}: unknown member(s) {', '.join(unknown)} (expected kind, op, key, fields)")
+        raise ChangeError(f"{where}: unknown member(s) {', '.join(map(_shown, unknown))} (expected kind, op, key, fields)")
     kind, op = raw.get("kind"), raw.get("op")
     if kind not in KIND_NAMES:
         raise ChangeError(f"{where}: field 'kind' must be one of {', '.join(KIND_NAMES)}, got {kind!r}")
@@ -95,7 +125,10 @@ def make_change(raw: Any, *, where: str = "change") -> Change:
     key = raw.get("key")
     if not isinstance(key, str) or not key.strip() or len(key) > MAX_KEY:
         raise ChangeError(f"{where}: field 'key' must be a non-empty string of at most {MAX_KEY} characters")
-    key = key.strip()
+    try:
+        key = check_key(spec, key.strip())
+    except ValueError as exc:
+        raise ChangeError(f"{where}: field 'key': {exc}") from None
     fields = raw.get("fields", {})
     if fields is None:
         fields = {}
@@ -112,10 +145,15 @@ def make_change(raw: Any, *, where: str = "change") -> Change:
     try:
         validate_fields(spec.write, fields) if spec.write.body_element else _no_fields(spec, fields)
     except WriteValidationError as exc:
-        raise ChangeError(f"{where}: field '{exc.field or 'fields'}': {exc}") from None
+        raise ChangeError(f"{where}: field '{_shown(exc.field or 'fields')}': {_shown(str(exc))}") from None
     if op == "update" and spec.key_field is not None and len(fields) < 2:
         raise ChangeError(f"{where}: field 'fields' has nothing to change (only {spec.key_field})")
     return Change(kind=kind, op=op, key=key, fields=fields)
+
+
+def _shown(text: str) -> str:
+    """A name or message from the file as one printable line (a field name may hold a newline)."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def typed_values(spec: ChangeKind, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,7 +196,25 @@ def read_change_file(path: str | Path) -> list[Change]:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ChangeError(f"{name} line {line}: not UTF-8 text") from None
-    return parse_changes(text.splitlines(), source=name)
+    # Not str.splitlines(): a JSON string may hold U+2028 or U+0085 as they are, and they end no line here.
+    return parse_changes(_LINE_END.split(text), source=name)
+
+
+class _NotJSON(ValueError):
+    """What strict JSON refuses that Python's reader takes: NaN, Infinity, a member given twice."""
+
+
+def _not_json(constant: str):
+    raise _NotJSON(f"{constant} is not a JSON value")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    members = dict(pairs)
+    if len(members) != len(pairs):
+        seen: set[str] = set()
+        repeated = next(name for name, _ in pairs if name in seen or seen.add(name))
+        raise _NotJSON(f"member {repeated[:60]!r} given twice")
+    return members
 
 
 def parse_changes(lines: Iterable[str], *, source: str = "changes") -> list[Change]:
@@ -168,9 +224,15 @@ def parse_changes(lines: Iterable[str], *, source: str = "changes") -> list[Chan
             continue
         where = f"{source} line {number}"
         try:
-            raw = json.loads(line)
+            raw = json.loads(line, parse_constant=_not_json, object_pairs_hook=_no_duplicates)
         except json.JSONDecodeError as exc:
             raise ChangeError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except RecursionError:
+            raise ChangeError(f"{where}: not valid JSON (nested too deeply)") from None
+        except _NotJSON as exc:
+            raise ChangeError(f"{where}: not valid JSON ({exc})") from None
+        except ValueError as exc:  # an integer of thousands of digits
+            raise ChangeError(f"{where}: not valid JSON ({str(exc).split(':')[0]})") from None
         changes.append(make_change(raw, where=where))
     if not changes:
         raise ChangeError(f"{source}: no changes in the file")

@@ -8,15 +8,22 @@ with XPM's id. What each answer does:
 XPM's answer                            the item
 =====================================  ==================================================================
 OK                                      done (remote id: the new UUID for creates)
-ERROR / 4xx with a reason, not found    dead, with XPM's reason (fix it and ``queue --retry-dead``)
+ERROR / 4xx with a reason, not found    dead, with XPM's reason (fix it and ``export retry-dead``)
 429, or our quota used up               pending again, not an attempt; the drain stops until quota returns
 unclear (timeout, reset, 5xx, cut)      in doubt -> read back at once (``reconcile``) -> done, or pending
                                         again: at once, then after 1 min, doubling to 1 h; dead after
                                         ``MAX_SENDS`` sends XPM never took; ``FAILING_STREAK``
                                         such writes in a row stop the drain (XPM is failing)
 credentials refused                     pending again, not an attempt; the drain stops (reconnect)
-anything else (our bug, database down)  left ``sending``: after the lease it is in doubt, then read back
+database down                           left ``sending``: after the lease it is in doubt, then read back
+any other error (our bug)               dead with the error in one line; the drain goes on with the next
 =====================================  ==================================================================
+
+An item whose request cannot be built (a payload no longer valid, edited in the database or queued by an
+older version) is dead before any quota is spent: ``not sent: <why>``. Any other error while sending is
+a bug of ours whose outcome we cannot know: the item is dead (never sent again by itself, so never
+twice; the reason says to check XPM before ``export retry-dead``), as resending a call that fails the
+same way every time would loop.
 """
 
 from __future__ import annotations
@@ -35,7 +42,7 @@ from xpm_pipeline.export.reconcile import APPLIED, GONE, reconcile
 from xpm_pipeline.killpoints import killpoint
 from xpm_pipeline.quota.ledger import QuotaExhausted, QuotaLedger
 from xpm_pipeline.xpm.client import CallInfo, XPMClient
-from xpm_pipeline.xpm.writes import WriteValidationError
+from xpm_pipeline.xpm.writes import WriteValidationError, build_body, write_path
 from xpm_pipeline.xpm.errors import (
     XPMAuthError,
     XPMError,
@@ -150,7 +157,14 @@ def drain(
 def _send(engine, client: XPMClient, ledger: QuotaLedger, item: Q.Item, clock: Clock, lease: timedelta,
           max_wait: float, report: DrainReport) -> str:
     op = item.spec.write
-    path = op.path.format(key=item.entity_key) if "{key}" in op.path else op.path
+    try:  # what the client will send, built once before any quota is spent on it
+        path = write_path(op, item.entity_key)
+        if op.body_element:
+            build_body(op, item.payload)
+    except Exception as exc:  # noqa: BLE001 - whatever the payload holds, this item cannot go; the rest can
+        Q.mark_dead(engine, item, clock.now(), f"not sent: {_one_line(exc)}")
+        report.dead += 1
+        return _event(report, item, "dead")
     call = CallInfo(tenant_id=item.tenant_id, method=op.method, path=path, direction="write", entity=op.entity)
     sending: list[Q.Item] = []
 
@@ -192,8 +206,18 @@ def _send(engine, client: XPMClient, ledger: QuotaLedger, item: Q.Item, clock: C
         Q.mark_dead(engine, item, clock.now(), exc.description or str(exc), status_code=exc.status_code)
         report.dead += 1
         return _event(report, item, "dead")
-    except WriteValidationError as exc:  # queued before a rule tightened: nothing was sent
-        Q.mark_dead(engine, item, clock.now(), f"not sent: {exc}")
+    except WriteValidationError as exc:  # the payload changed since the check above: nothing was sent
+        Q.mark_dead(engine, item, clock.now(), f"not sent: {_one_line(exc)}")
+        report.dead += 1
+        return _event(report, item, "dead")
+    except DBAPIError:
+        raise  # the warehouse went away: the drain stops, the lease covers this item
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: mark this item, go on with the next
+        reason = _one_line(exc)
+        log.error("export item %s: unexpected error while sending: %s", item.item_id, reason,
+                  exc_info=log.isEnabledFor(logging.DEBUG))
+        Q.mark_dead(engine, item, clock.now(), f"unexpected error while sending ({reason}); XPM may have it: "
+                    "check XPM before export retry-dead")
         report.dead += 1
         return _event(report, item, "dead")
     killpoint("export.after_response")
@@ -252,6 +276,14 @@ def _settle(engine, client: XPMClient, item: Q.Item, clock: Clock, report: Drain
         report.error = (f"XPM did not take {report.failing} writes in a row (last: {cause}); they stay queued and "
                         "go again after a backoff")
     return _event(report, item, event)
+
+
+def _one_line(exc: Exception, limit: int = 300) -> str:
+    """An error as the queue shows it: its type when that is all it says, on one bounded line."""
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, (WriteValidationError, XPMError)):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _event(report: DrainReport, item: Q.Item, event: str) -> str:

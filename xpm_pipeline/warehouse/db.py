@@ -54,7 +54,14 @@ def _sqlite_engine(parsed, **kwargs) -> Engine:
     database = parsed.database or ""
     in_memory = database in ("", ":memory:") or database.startswith("file::memory:")
     if not in_memory:
-        _create_private_database(Path(database).expanduser())
+        try:
+            _create_private_database(Path(database).expanduser())
+        except OSError as exc:
+            from xpm_pipeline.config import ConfigError
+
+            raise ConfigError(
+                f"cannot create the warehouse {database} ({exc.strerror or exc}): check XPM_HOME and XPM_WAREHOUSE_URL"
+            ) from None
     connect_args = dict(kwargs.pop("connect_args", {}))
     connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_SECONDS)  # sqlite3's busy timeout
     engine = create_engine(parsed, connect_args=connect_args, **kwargs)

@@ -37,9 +37,11 @@ from xpm_pipeline.xpm.errors import (
     XPMUnavailable,
     XPMUnclearOutcome,
 )
-from xpm_pipeline.xpm.parse import DEFAULT_MAX_BYTES, Parsed, ResponseStatusError, Rows, parse_response, parse_status
+from xpm_pipeline.xpm.parse import (
+    DEFAULT_MAX_BYTES, Parsed, ResponseStatusError, Rows, check_charset, parse_response, parse_status,
+)
 from xpm_pipeline.xpm.windows import DateWindow, month_windows, split_range
-from xpm_pipeline.xpm.writes import build_body
+from xpm_pipeline.xpm.writes import build_body, write_path
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +336,7 @@ class XPMClient:
             raise _Retry("rate limited", counts=False, wait=wait)
         if status == 200:
             try:
+                check_charset(response.headers.get("content-type"))
                 return parse_response(response.iter_bytes(), entity, max_bytes=self.max_bytes)
             except ResponseStatusError as exc:
                 raise self._response_error(exc.description, status, path) from None
@@ -471,9 +474,7 @@ class XPMClient:
     ) -> WriteResult:
         spec = WRITES[op] if isinstance(op, str) else op
         body = build_body(spec, fields or {}) if spec.body_element else None
-        if "{key}" in spec.path and not key:
-            raise ValueError(f"{spec.name} needs a key")
-        path = spec.path.format(key=key) if key else spec.path
+        path = write_path(spec, key)
         parsed = self.call(
             spec.method, path, body=body, entity=spec.entity, creates=spec.creates,
             idempotency_key=idempotency_key if spec.creates else None,

@@ -21,7 +21,6 @@ import threading
 import time
 import webbrowser
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from html import escape
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -303,19 +303,62 @@ def _plan(entity: Entity) -> _Plan:
 # --- safety ----------------------------------------------------------------------------------------
 
 _PROLOG_LIMIT = 64 * 1024
+_MAX_QUIET_BYTES = 8 << 20  # the most the parser may read without completing a tag or element
+_MAX_HELD_ELEMENTS = 1_000_000  # elements held at once in the tree (one entity's, or unknown content)
 _FORBIDDEN = re.compile(rb"<!(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
 _ROOT_START = re.compile(rb"<[A-Za-z_]")
 
 
+# How a document in another encoding starts (XML 1.0 appendix F: the parser switches on these bytes).
+_OTHER_ENCODINGS = (
+    (b"\x00\x00\xfe\xff", "UTF-32BE"), (b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\x00<", "UTF-32BE"),
+    (b"<\x00\x00\x00", "UTF-32LE"), (b"\xfe\xff", "UTF-16BE"), (b"\xff\xfe", "UTF-16LE"), (b"\x00<", "UTF-16BE"),
+    (b"<\x00", "UTF-16LE"), (b"\x4c\x6f\xa7\x94", "EBCDIC"), (b"\x2b\x2f\x76", "UTF-7"),
+)
+_DECLARED = re.compile(rb"""\s*<\?xml\s[^>]*?\bencoding\s*=\s*["']([^"']{0,40})["']""")
+_UTF8_NAMES = {"utf-8", "utf8", "us-ascii", "ascii"}  # ASCII is UTF-8
+
+
+def check_charset(content_type: str | None) -> None:
+    """Refuse an answer whose ``Content-Type`` names a charset other than UTF-8 (XPM sends UTF-8)."""
+    for part in (content_type or "").split(";")[1:]:
+        name, _, value = part.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip("\"'").strip()
+            if charset.lower() not in _UTF8_NAMES:
+                raise XPMParseError(f"refused an XPM answer in {_shown(charset)} (Content-Type charset; XPM sends UTF-8)")
+
+
+def _check_encoding(head: bytes, prolog: bytes) -> None:
+    """Refuse any document that is not UTF-8 before a parser sees it: in UTF-16, UTF-32, EBCDIC or UTF-7
+    (or declaring ISO-8859-1, ...) a DOCTYPE is not the bytes ``<!DOCTYPE`` the prolog check looks for.
+    (A NUL after the root element starts is libxml2's to refuse, as malformed.)"""
+    body = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    found = next((name for start, name in _OTHER_ENCODINGS if body.startswith(start)), None)
+    if found is None and b"\x00" in prolog:
+        found = "UTF-16 or UTF-32"  # NUL bytes before the root element: no UTF-8 XML has them
+    if found is None:
+        declared = _DECLARED.match(body)
+        name = declared.group(1).decode("ascii", "replace").strip() if declared else "utf-8"
+        if name.lower() not in _UTF8_NAMES:
+            found = f"{_shown(name)} (as its XML declaration says)"
+    if found is not None:
+        raise XPMParseError(f"refused an XML document in {found}: XPM sends UTF-8")
+
+
+def _shown(name: str) -> str:
+    """An encoding name from the answer, safe to show on one line."""
+    return "".join(c if c.isprintable() else "?" for c in name[:40]) or "an empty encoding name"
+
+
 def _check_prolog(head: bytes) -> None:
-    """Refuse declarations before the root element; XPM never sends any."""
+    """Refuse documents not in UTF-8 (``_check_encoding``), and declarations before the root element:
+    XPM never sends any."""
     root = _ROOT_START.search(head)
-    if root is None:
-        if len(head) >= _PROLOG_LIMIT:
-            raise XPMParseError("refused an XML document whose prolog exceeds 64 KiB")
-        prolog = head
-    else:
-        prolog = head[: root.start()]
+    prolog = head[: root.start()] if root is not None else head[:_PROLOG_LIMIT]
+    _check_encoding(head, prolog)
+    if root is None and len(head) >= _PROLOG_LIMIT:
+        raise XPMParseError("refused an XML document whose prolog exceeds 64 KiB")
     match = _FORBIDDEN.search(prolog)
     if match:
         raise XPMParseError(f"refused an XML document with a <!{match.group(1).decode().upper()}> declaration")
@@ -345,6 +388,7 @@ class _ByteStream(io.RawIOBase):
         self._total = 0
         self._max = max_bytes
         self._prolog_checked = prolog_checked
+        self.quiet = 0  # bytes handed to the parser since its last event (reset by _parse_streaming)
 
     def readable(self) -> bool:
         return True
@@ -394,6 +438,13 @@ class _ByteStream(io.RawIOBase):
             out, self._buffer = self._buffer, b""
         else:
             out, self._buffer = self._buffer[:size], self._buffer[size:]
+        self.quiet += len(out)
+        if self.quiet > _MAX_QUIET_BYTES:
+            # libxml2 holds a start tag (with all its attributes) or a text node whole until it ends, at
+            # many times its size in memory: no XPM answer has a single tag or value this big.
+            raise XPMParseError(
+                f"refused malformed XML from XPM: more than {_MAX_QUIET_BYTES >> 20} MiB in a single tag or value"
+            )
         return out
 
     def readinto(self, target) -> int:
@@ -454,14 +505,20 @@ def _parse(stream: "_ByteStream", entity: Entity | None, collector: "_Collector"
         else:
             extras = _parse_streaming(stream, entity, collector)
     except etree.XMLSyntaxError as exc:
-        raise XPMParseError(f"malformed XML from XPM: {exc.msg}") from None
+        raise XPMParseError(f"malformed XML from XPM: {_one_line(exc.msg, 300)}") from None
     status = extras.pop("Status", None)
     error = extras.pop("ErrorDescription", None)
     if status is None:
         raise XPMParseError("XPM response has no <Status>")
     if status.strip().upper() != "OK":
-        raise ResponseStatusError((error or "").strip() or f"XPM returned status {status!r} without a description")
+        raise ResponseStatusError(_one_line(error or "") or f"XPM returned status {_one_line(status, 40)!r} without a description")
     return Parsed(rows=collector.finish(), extras=extras, elements=frozenset(collector.top_level))
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    """XPM's text as an error shows it: whitespace collapsed to one line, at most ``limit`` characters."""
+    text = " ".join(text[: limit * 4].split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_streaming(stream: _ByteStream, entity: Entity | None, collector: _Collector) -> dict[str, str]:
@@ -471,23 +528,36 @@ def _parse_streaming(stream: _ByteStream, entity: Entity | None, collector: _Col
     target = entity.element if entity is not None else None
     depth = 0
     capture_depth = None  # depth of the entity element being captured; its insides are left alone
+    held, holder = 0, ENVELOPE  # elements started since the tree was last freed, and where they are
     for event, element in etree.iterparse(stream, events=("start", "end"), **_parser_kwargs()):
         if event == "start":
             depth += 1
+            held += 1
+            if held > _MAX_HELD_ELEMENTS:
+                raise XPMParseError(
+                    f"refused malformed XML from XPM: more than {_MAX_HELD_ELEMENTS:,} elements inside one <{holder}>"
+                )
+            if capture_depth is not None:
+                continue  # inside an entity: the plan reads it when it ends
             if depth == 1 and element.tag != ENVELOPE:
                 raise XPMParseError(f"expected an XPM <Response> document, got <{element.tag}>")
-            if capture_depth is None and element.tag == target:
+            if depth < 4:
+                holder = element.tag if isinstance(element.tag, str) else ENVELOPE
+            if element.tag == target:
                 parent = element.getparent()
                 if parent is not None and parent.tag in wrappers:
-                    capture_depth = depth
+                    capture_depth, held, holder = depth, 1, target
             continue
+        stream.quiet = 0  # an element ended: the parser is not holding a giant tag or value
         if capture_depth is not None:
             if depth == capture_depth:
                 collector.add((element,))
                 capture_depth = None
                 _free(element)
+                held = 0
         elif depth == 3 and element.getparent().tag in wrappers:
             _free(element)  # a list's child that is not an entity: nothing to keep, so nothing piles up
+            held = 0
         elif depth == 2:
             tag = element.tag
             collector.top_level.add(tag)
@@ -497,12 +567,13 @@ def _parse_streaming(stream: _ByteStream, entity: Entity | None, collector: _Col
             elif len(element) == 0 and isinstance(tag, str):
                 extras[tag] = element.text or ""
             _free(element)
+            held = 0
         depth -= 1
     return extras
 
 
 _BATCH_BYTES = 1 << 18  # 256 KiB: a batch's tree stays cache-sized (measured: 1 MiB is ~5% slower)
-_MAX_ELEMENT_BYTES = 8 << 20  # no XPM entity element comes near this; beyond it, stop buffering
+_MAX_ELEMENT_BYTES = 4 << 20  # no XPM entity element comes near this; beyond it, stop buffering
 _HEADER_LIMIT = 1 << 20
 _XML_DECL = re.compile(rb"^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*\?>")
 _UTF8 = re.compile(rb"encoding\s*=\s*[\"'](utf-?8|us-ascii|ascii)[\"']", re.IGNORECASE)
@@ -560,7 +631,9 @@ def _parse_batched(stream: _ByteStream, entity: Entity, collector: _Collector) -
                 try:
                     batch = etree.fromstring(b"<batch>" + rest[:cut] + b"</batch>", parser)
                 except etree.XMLSyntaxError as exc:
-                    raise XPMParseError(f"malformed XML from XPM inside <{entity.list_element}>: {exc.msg}") from None
+                    raise XPMParseError(
+                        f"malformed XML from XPM inside <{entity.list_element}>: {_one_line(exc.msg, 300)}"
+                    ) from None
                 collector.add(batch.iterchildren(target))
                 rest = rest[cut:]
             pending, size = [rest], len(rest)

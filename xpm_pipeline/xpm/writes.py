@@ -10,6 +10,7 @@ import re
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 from lxml import etree
 
@@ -17,6 +18,9 @@ from xpm_pipeline.entities import WRITES, WriteField, WriteOp
 from xpm_pipeline.xpm.parse import parse_xpm_date
 
 _TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+# What XML 1.0 cannot carry (NUL, control characters, lone surrogates, U+FFFE/U+FFFF): lxml refuses to
+# build a body with them, so a change holding one must be refused before it is queued.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class WriteValidationError(ValueError):
@@ -65,7 +69,16 @@ def _format(op: WriteOp, spec: WriteField, value: Any) -> str:
         return text
     if isinstance(value, bool):
         return "Yes" if value else "No"
-    return str(value)
+    if isinstance(value, (dict, list, tuple, set)):
+        shape = "dict" if isinstance(value, dict) else "list"
+        raise WriteValidationError(f"{where}: expected text, got a JSON {shape}", spec.name)
+    text = str(value)
+    bad = _NOT_XML.search(text)
+    if bad:
+        raise WriteValidationError(
+            f"{where}: character U+{ord(bad.group()):04X} at position {bad.start() + 1} cannot be sent to XPM", spec.name
+        )
+    return text
 
 
 def validate_fields(op: WriteOp | str, fields: dict[str, Any]) -> dict[str, str]:
@@ -107,3 +120,19 @@ def build_body(op: WriteOp | str, fields: dict[str, Any]) -> bytes:
         if spec.name in formatted:
             etree.SubElement(root, spec.name).text = formatted[spec.name]
     return etree.tostring(root, encoding="utf-8")
+
+
+def write_path(op: WriteOp | str, key: str | None) -> str:
+    """``op``'s URL path with ``key`` in it as one quoted path segment: whatever a key holds (``/``, ``?``,
+    ``#``, ``..``), it names one thing and never another path or a query. Keys are checked when a change
+    is queued; this holds even for one that was not."""
+    if isinstance(op, str):
+        op = WRITES[op]
+    if "{key}" not in op.path:
+        return op.path
+    if not key:
+        raise WriteValidationError(f"{op.name} needs a key")
+    segment = quote(key, safe="")
+    if segment.strip(".") == "":  # "." and ".." are no names: a client would resolve them to another path
+        segment = segment.replace(".", "%2E")
+    return op.path.format(key=segment)

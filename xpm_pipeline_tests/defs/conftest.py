@@ -20,6 +20,7 @@ from xpm_pipeline.runtime import Runtime, open_runtime
 from xpm_pipeline.sandbox import SandboxConfig, SandboxServer
 from xpm_pipeline.secrets import TokenCipher
 from xpm_pipeline.xpm.connect import connect
+from xpm_pipeline_tests.secret_scan import scan_instance
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
 
@@ -101,6 +102,7 @@ def instance(tmp_path) -> Iterator[dg.DagsterInstance]:
     home.mkdir()
     with dg.instance_for_test(temp_dir=str(home), overrides=local_instance_config()) as instance:
         yield instance
+        scan_instance(instance)  # the secrets scan reads every event the instance stored
 
 
 @pytest.fixture

@@ -59,6 +59,112 @@ def test_change_file_errors_are_one_line_and_precise(tmp_path, line, message):
     assert "\n" not in str(caught.value)
 
 
+UUID = "362de1a5-b4a9-40e9-a7b5-6df4db2726cb"
+TIME_FIELDS = {"Job": "J1", "TaskUUID": UUID, "StaffUUID": UUID, "Date": "2026-11-23", "Minutes": 5}
+
+
+def _keyed(kind: str, op: str, key: str) -> dict:
+    fields = {"timesheet": {"create": TIME_FIELDS, "update": {"Minutes": 5}, "delete": {}},
+              "job": {"update": {"Budget": 1}}, "client": {"update": {"Phone": "1"}, "create": {"Name": "N"}},
+              "task": {"update": {"EstimatedMinutes": 5}, "create": {"Job": "J1", "TaskUUID": UUID, "EstimatedMinutes": 5}}
+              }[kind][op]
+    return {"kind": kind, "op": op, "key": key, "fields": fields}
+
+
+@pytest.mark.parametrize(
+    "kind, op, key",
+    [
+        ("timesheet", "delete", f"../../client.api/contact/{UUID}"),
+        ("timesheet", "delete", f"{UUID}?detailed=true"),
+        ("timesheet", "delete", f"{UUID}/x"),
+        ("timesheet", "delete", "my-entry-17"),
+        ("timesheet", "update", UUID[:-1]),
+        ("client", "update", "J000309"),
+        ("client", "update", "{" + UUID + "}"),
+        ("task", "update", f"{UUID}#x"),
+        ("job", "update", "J/1"),
+        ("job", "update", "../J1"),
+        ("job", "update", "J1?x=1"),
+        ("job", "update", "J#1"),
+        ("job", "update", "J%2F1"),
+        ("job", "update", "J..1"),
+        ("job", "update", ".."),
+        ("job", "update", "J 1"),
+        ("job", "update", "J\t1"),
+        ("job", "update", "J\u00001"),
+        ("job", "update", "J\u20281"),
+        ("job", "update", "J\\1"),
+        ("job", "update", "-J1"),
+        ("timesheet", "create", "my entry"),
+        ("timesheet", "create", "a/b"),
+        ("task", "create", "x\u0085y"),
+        ("client", "create", "\ufffe"),
+    ],
+)
+def test_a_key_that_is_not_what_its_kind_takes_is_refused_with_its_line(tmp_path, kind, op, key):
+    good = {"kind": "job", "op": "update", "key": "J000309", "fields": {"Budget": 1}}
+    with pytest.raises(ChangeError) as caught:
+        read_change_file(_write(tmp_path, [good, _keyed(kind, op, key)]))
+    message = str(caught.value)
+    assert message.startswith("changes.jsonl line 2: field 'key': ") and len(message.splitlines()) == 1, message
+    form = "an XPM UUID" if kind != "job" and op != "create" else ("a job number" if kind == "job" else "a local id")
+    assert f"{kind} {op} takes {form} as key" in message, message
+
+
+def test_a_bad_key_queues_nothing_from_the_file(runtime, tenant, clock, tmp_path):
+    good = {"kind": "job", "op": "update", "key": "J000309", "fields": {"Budget": 1}}
+    path = _write(tmp_path, [good, _keyed("timesheet", "delete", f"../../client.api/contact/{UUID}")])
+    with pytest.raises(ChangeError, match="changes.jsonl line 2: field 'key'"):
+        enqueue(runtime.engine, tenant, read_change_file(path), clock=clock)
+    with pytest.raises(ChangeError, match="change 2: field 'key'"):  # changes given in code are checked too
+        enqueue(runtime.engine, tenant, [good, _keyed("job", "update", "J1?x=1")], clock=clock)
+    assert _rows(runtime.engine) == []
+
+
+@pytest.mark.parametrize(
+    "kind, op, key, stored",
+    [
+        ("job", "update", "J000309", "J000309"),
+        ("job", "update", "ACME-2026.001", "ACME-2026.001"),  # practices set their own numbers
+        ("job", "update", "TAX_0001", "TAX_0001"),
+        ("job", "update", "Ü-12", "Ü-12"),
+        ("job", "update", " J1 ", "J1"),
+        ("client", "update", UUID.upper(), UUID),
+        ("timesheet", "delete", UUID, UUID),
+        ("timesheet", "create", "my-entry-17", "my-entry-17"),
+        ("client", "create", "new:client@2026", "new:client@2026"),
+    ],
+)
+def test_keys_xpm_uses_are_taken(tmp_path, kind, op, key, stored):
+    (change,) = read_change_file(_write(tmp_path, [_keyed(kind, op, key)]))
+    assert change.key == stored
+
+
+def test_a_line_separator_inside_a_json_string_does_not_end_the_line(tmp_path):
+    change = _keyed("timesheet", "create", "t1")
+    change["fields"] = dict(change["fields"], Note="one\u2028two\u0085three")
+    path = tmp_path / "changes.jsonl"
+    path.write_text(json.dumps(change, ensure_ascii=False) + "\n" + json.dumps(_keyed("job", "update", "J1")) + "\n",
+                    encoding="utf-8")
+    first, second = read_change_file(path)
+    assert first.fields["Note"] == "one\u2028two\u0085three" and second.key == "J1"
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"Phone": "a\ufffeb"}, "line 1: field 'Phone': client_update.Phone: character U+FFFE at position 2"),
+        ({"Phone": "a\x1bb"}, "line 1: field 'Phone': client_update.Phone: character U+001B at position 2"),
+        ({"Pho\nne": "1"}, "line 1: field 'Pho\\nne': client_update: unknown field(s) Pho\\nne"),
+    ],
+)
+def test_text_xml_cannot_carry_is_refused_with_its_line_on_one_line(tmp_path, fields, message):
+    path = _write(tmp_path, [{"kind": "client", "op": "update", "key": UUID, "fields": fields}])
+    with pytest.raises(ChangeError) as caught:
+        read_change_file(path)
+    assert message in str(caught.value) and len(str(caught.value).splitlines()) == 1, str(caught.value)
+
+
 def test_unreadable_and_empty_files(tmp_path):
     with pytest.raises(ChangeError, match="cannot read"):
         read_change_file(tmp_path / "missing.jsonl")

@@ -161,11 +161,60 @@ def test_batched_path_matches_general_path_on_multi_megabyte_lists():
     assert fast.column("minutes")[:3] == [0, 1, 2]
 
 
-def test_cdata_and_non_utf8_declarations_are_parsed_correctly():
+def test_cdata_is_parsed_correctly():
     cdata = _times(TIME.replace(b"<Note>Asset &amp; register</Note>", b"<Note><![CDATA[a </Time> b]]></Note>"))
     assert parse_response(cdata, "timesheet")["timesheet"].column("note") == ["a </Time> b"]
-    latin = b'<?xml version="1.0" encoding="ISO-8859-1"?>' + _times(TIME.replace(b"Asset", b"Caf\xe9"))
-    assert parse_response(latin, "timesheet")["timesheet"].column("note") == ["Caf\u00e9 & register"]
+
+
+# A document whose DOCTYPE declares an entity that reads a file: in any encoding but UTF-8 the bytes
+# "<!DOCTYPE" are not there for the byte-level refusal to find.
+_DOCTYPED = '<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/hostname">]>' + _times(
+    TIME.replace(b"Asset &amp; register", b"&x;")).decode()
+_UTF7_DOCTYPE = b'<?xml version="1.0" encoding="UTF-7"?>+ADw-!DOCTYPE r +AFs-+ADw-!ENTITY x SYSTEM +ACI-file:///etc/hostname+ACI-+AD4-+AF0-+AD4-' + _times(TIME)
+
+
+def _declared(encoding: str) -> str:
+    return f'<?xml version="1.0" encoding="{encoding}"?>' + _DOCTYPED
+
+
+@pytest.mark.parametrize(
+    "doc, named",
+    [
+        (("\ufeff" + _declared("UTF-16")).encode("utf-16-le"), "UTF-16LE"),
+        (("\ufeff" + _declared("UTF-16")).encode("utf-16-be"), "UTF-16BE"),
+        (_declared("UTF-16").encode("utf-16-le"), "UTF-16LE"),
+        (_declared("UTF-16").encode("utf-16-be"), "UTF-16BE"),
+        (_DOCTYPED.encode("utf-16-le"), "UTF-16LE"),  # no BOM, no declaration
+        (("\ufeff" + _declared("UTF-32")).encode("utf-32-le"), "UTF-32LE"),
+        (("\ufeff" + _declared("UTF-32")).encode("utf-32-be"), "UTF-32BE"),
+        (_declared("UTF-32").encode("utf-32-le"), "UTF-32LE"),
+        (_declared("UTF-32").encode("utf-32-be"), "UTF-32BE"),
+        (_declared("ISO-8859-1").encode("latin-1"), "ISO-8859-1"),
+        (_declared("windows-1252").encode("cp1252"), "windows-1252"),
+        (_UTF7_DOCTYPE, "UTF-7"),
+        (b"+/v8-" + _UTF7_DOCTYPE, "UTF-7"),
+        (_declared("IBM037").encode("cp037"), "EBCDIC"),
+        (b"\xef\xbb\xbf" + _declared("UTF-16").encode(), "UTF-16"),  # a UTF-8 BOM, then another name
+        (b"\n  " + _declared("latin1").encode(), "latin1"),
+    ],
+    ids=["utf16le-bom", "utf16be-bom", "utf16le", "utf16be", "utf16le-bare", "utf32le-bom", "utf32be-bom", "utf32le",
+         "utf32be", "iso-8859-1", "windows-1252", "utf7", "utf7-bom", "ebcdic", "utf8-bom-declaring-utf16",
+         "after-whitespace"],
+)
+@pytest.mark.parametrize("chunk", [1 << 16, 1], ids=["whole", "1-byte-chunks"])
+def test_an_answer_not_in_utf8_is_refused_before_parsing_naming_its_encoding(doc, named, chunk):
+    with pytest.raises(XPMParseError) as caught:
+        parse_response([doc[i : i + chunk] for i in range(0, len(doc), chunk)], "timesheet")
+    message = str(caught.value)
+    assert message.startswith("refused an XML document in ") and named in message, message
+    assert "UTF-8" in message and len(message.splitlines()) == 1 and len(message) < 200, message
+
+
+@pytest.mark.parametrize("declaration", [b"", b'<?xml version="1.0"?>', b'<?xml version="1.0" encoding="utf-8"?>',
+                                         b"<?xml version='1.0' encoding='UTF8'?>", b'<?xml version="1.0" encoding="US-ASCII"?>',
+                                         b'\xef\xbb\xbf<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'])
+def test_utf8_answers_with_or_without_a_declaration_still_parse(declaration):
+    assert len(parse_response(declaration + _times(TIME), "timesheet")["timesheet"]) == 1
 
 
 def test_truncation_anywhere_in_a_big_list_is_refused():
