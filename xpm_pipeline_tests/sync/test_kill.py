@@ -42,6 +42,8 @@ def _run_child(sandbox, tenant, url, mode, kill_at) -> int:
             "entities": ["timesheet"], "token": sandbox.issue_token(tenant)["access_token"]}
     child = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], env={**os.environ, KILL_ENV: kill_at},
                            capture_output=True, text=True, timeout=300)
+    if child.returncode != -signal.SIGKILL:  # say why the child ended otherwise
+        print(child.stderr[-3000:], file=sys.stderr)
     return child.returncode
 
 
