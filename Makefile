@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_FLAGS ?=
+# pytest-xdist processes: the tests are isolated (own warehouse, sandbox port, Dagster home)
+WORKERS ?= 2
 
 .PHONY: venv demo test test-slow ui bench clean
 
@@ -21,11 +23,11 @@ demo: $(STAMP)
 
 ## make test: the whole suite except the marked slow suites (Postgres tests run when XPM_TEST_POSTGRES_URL is set)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -q -m "not slow" -n $(WORKERS) $(PYTEST_FLAGS)
 
 ## make test-slow: the slow suites (large sandbox, kill tests, stress); .ci/run adds these
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow $(PYTEST_FLAGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q -m slow -n $(WORKERS) $(PYTEST_FLAGS) || [ $$? -eq 5 ]
 
 ## make ui: the XPM sandbox plus a local Dagster UI on this code location
 ui: $(STAMP)

@@ -312,6 +312,16 @@ def pytest_fixture_post_finalizer(fixturedef, request) -> None:
                                       fingerprint(token)))
 
 
+_FROM_WORKERS: list[dict] = []  # pytest-xdist: each worker's scan, gathered by the controller
+
+
+def pytest_testnodedown(node, error) -> None:
+    """On the xdist controller: a worker finished; keep its scan for the session's verdict."""
+    result = getattr(node, "workeroutput", {}).get("secret_scan")
+    if result is not None:
+        _FROM_WORKERS.append(result)
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     root = logging.getLogger()
     root.setLevel(getattr(session.config, "_secret_scan_level", logging.WARNING))
@@ -319,8 +329,16 @@ def pytest_sessionfinish(session, exitstatus) -> None:
         setattr(owner, name, original)
     _patches.clear()
     leaks = sorted(set(SCAN.leaks()))
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller reports for the session
+        session.config.workeroutput["secret_scan"] = {"texts": SCAN.texts, "secrets": len(SCAN.secrets),
+                                                      "leaks": [list(leak) for leak in leaks]}
+        return
+    texts, secrets = SCAN.texts, len(SCAN.secrets)
+    for result in _FROM_WORKERS:
+        texts, secrets = texts + result["texts"], secrets + result["secrets"]
+        leaks = sorted(set(leaks) | {tuple(leak) for leak in result["leaks"]})
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    summary = f"secret scan: {SCAN.texts:,} texts scanned, {len(SCAN.secrets):,} secrets checked"
+    summary = f"secret scan: {texts:,} texts scanned, {secrets:,} secrets checked"
     if leaks:
         lines = [f"{summary}: {len(leaks)} LEAK(S)"]
         lines += [f"  {what} (sha256 {digest}…) in {where}" for where, what, digest in leaks[:200]]
