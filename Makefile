@@ -23,11 +23,13 @@ demo: $(STAMP)
 
 ## make test: the whole suite except the marked slow suites (Postgres tests run when XPM_TEST_POSTGRES_URL is set)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow" -n $(WORKERS) $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -q -m "not slow and not serial" -n $(WORKERS) $(PYTEST_FLAGS)
+	$(BIN)/python -m pytest -q -m "not slow and serial" $(PYTEST_FLAGS) || [ $$? -eq 5 ]
 
 ## make test-slow: the slow suites (large sandbox, kill tests, stress); .ci/run adds these
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow -n $(WORKERS) $(PYTEST_FLAGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q -m "slow and not serial" -n $(WORKERS) $(PYTEST_FLAGS) || [ $$? -eq 5 ]
+	$(BIN)/python -m pytest -q -m "slow and serial" $(PYTEST_FLAGS) || [ $$? -eq 5 ]
 
 ## make ui: the XPM sandbox plus a local Dagster UI on this code location
 ui: $(STAMP)

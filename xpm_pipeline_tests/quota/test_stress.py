@@ -202,11 +202,13 @@ def _run(warehouse_url: str, tmp_path, processes_per_tenant: tuple[str, ...]) ->
     print(f"\nquota stress: {len(roles)} processes, {MINUTES} simulated minutes, figures {figures}")
 
 
+@pytest.mark.serial
 @pytest.mark.postgres
 def test_eight_processes_two_tenants_hold_every_limit_on_postgres(postgres_url, tmp_path):
     _run(postgres_url, tmp_path, ("sync", "reader", "drain", "drain"))
 
 
+@pytest.mark.serial
 @pytest.mark.slow
 def test_eight_processes_two_tenants_hold_every_limit_on_sqlite(sqlite_url, tmp_path):
     """The embedded default: the database write lock serialises the ledger for all eight processes."""
