@@ -12,7 +12,7 @@ KILL_RUNS = int(os.environ.get("XPM_KILL_RUNS", "20"))
 def runs_for(url: str) -> int:
     """``KILL_RUNS`` on PostgreSQL (production's warehouse, the SKIP LOCKED path); a quarter on SQLite,
     whose single-writer locking leaves fewer interleavings to explore (and CI has 45 minutes)."""
-    return KILL_RUNS if url.startswith("postgresql") else max(5, KILL_RUNS // 4)
+    return KILL_RUNS if url.startswith("postgresql") else max(min(5, KILL_RUNS), KILL_RUNS // 4)
 
 
 def fresh_warehouse(url: str, home, run: int) -> str:
