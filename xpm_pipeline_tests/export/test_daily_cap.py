@@ -60,6 +60,8 @@ def test_cap_minus_reserve_today_the_rest_tomorrow_scaled(sandbox, tenant, clock
     _cap_scenario(sandbox, tenant, clock, settings, cap=300, reserve=20, queued=305)
 
 
+@pytest.mark.serial  # 10,050 sends: alone after the parallel part (a concurrent worker pushed it past 300 s)
+@pytest.mark.timeout(900)
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_10050_queued_with_cap_10000_and_reserve_200(sandbox, tenant, clock, postgres_url, tmp_path):
