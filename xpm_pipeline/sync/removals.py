@@ -79,24 +79,22 @@ class HeldRemoval:
 def record_held(engine: Engine, held: HeldRemoval) -> None:
     """Open (or refresh) the tenant's held removal of a table; one open row per table."""
     with write_transaction(engine) as conn:
-        open_row = _open(conn, held.tenant_id, held.table_name)
-        values = dict(mode=held.mode, sync_run_id=held.sync_run_id, removing=held.removing, live_rows=held.live_rows,
-                      reason=held.reason, held_at=held.held_at)
-        if open_row is None:
-            conn.execute(insert(held_removals).values(removal_id=str(uuid.uuid4()), tenant_id=held.tenant_id,
-                                                      table_name=held.table_name, status=HELD, **values))
-        else:
-            conn.execute(update(held_removals).where(held_removals.c.removal_id == open_row).values(**values))
+        _write_open(conn, held, {"held_at": held.held_at}, on_insert={"status": HELD})
 
 
 def record_accepted(conn: Connection, held: HeldRemoval, *, by: str, at: datetime) -> None:
     """In the removal's own transaction: the person's decision, closing any open hold of the table."""
-    open_row = _open(conn, held.tenant_id, held.table_name)
+    _write_open(conn, held, {"status": ACCEPTED, "decided_by": by, "decided_at": at}, on_insert={"held_at": at})
+
+
+def _write_open(conn: Connection, held: HeldRemoval, values: dict, *, on_insert: dict) -> None:
+    """The table's open hold updated with ``held``'s figures and ``values``, or a new row if none is open."""
     values = dict(mode=held.mode, sync_run_id=held.sync_run_id, removing=held.removing, live_rows=held.live_rows,
-                  reason=held.reason, status=ACCEPTED, decided_by=by, decided_at=at)
+                  reason=held.reason, **values)
+    open_row = _open(conn, held.tenant_id, held.table_name)
     if open_row is None:
         conn.execute(insert(held_removals).values(removal_id=str(uuid.uuid4()), tenant_id=held.tenant_id,
-                                                  table_name=held.table_name, held_at=at, **values))
+                                                  table_name=held.table_name, **on_insert, **values))
     else:
         conn.execute(update(held_removals).where(held_removals.c.removal_id == open_row).values(**values))
 
